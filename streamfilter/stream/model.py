@@ -43,22 +43,6 @@ END_REFL = b"End of reflections"
 _FLOAT = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)"
 
 
-def _lines(raw: bytes, start: int = 0):
-    """Yield (offset, end_of_line_offset, next_offset, stripped line) for raw[start:]."""
-    n = len(raw)
-    pos = start
-    while pos < n:
-        eol = raw.find(b"\n", pos)
-        nxt = eol + 1 if eol >= 0 else n
-        if eol < 0:
-            eol = n
-        line = raw[pos:eol]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        yield pos, eol, nxt, line
-        pos = nxt
-
-
 # --------------------------------------------------------------------------------------------
 # Header
 # --------------------------------------------------------------------------------------------
@@ -449,12 +433,17 @@ def _parse_chunk(chunk: Chunk) -> _ParsedChunk:
     def line_no(offset: int) -> int:
         return chunk.line_no + raw.count(b"\n", 0, offset)
 
-    it = _lines(raw)
-    next(it)  # the begin marker
-    pos_skip = -1
-    for pos, _eol, nxt, line in it:
-        if pos < pos_skip:
-            continue
+    n = len(raw)
+    nxt = raw.find(b"\n") + 1 or n  # skip the begin marker
+    while nxt < n:
+        pos = nxt
+        eol = raw.find(b"\n", pos)
+        if eol < 0:
+            eol = n
+        nxt = eol + 1
+        line = raw[pos:eol]
+        if line.endswith(b"\r"):
+            line = line[:-1]
         if line == END_CHUNK:
             break
         if line == BEGIN_PEAKS:
@@ -464,7 +453,7 @@ def _parse_chunk(chunk: Chunk) -> _ParsedChunk:
                 raise chunk.error("peak list without 'End of peak list'", line_no(pos))
             peak_rows = (header_end, end)
             peak_line_no = line_no(header_end)
-            pos_skip = raw.find(b"\n", end) + 1
+            nxt = raw.find(b"\n", end) + 1 or n
             continue
         if line == BEGIN_CRYSTAL:
             end = _find_line(raw, END_CRYSTAL, nxt, len(raw))
@@ -475,7 +464,7 @@ def _parse_chunk(chunk: Chunk) -> _ParsedChunk:
             stop = raw.find(b"\n", end)
             stop = len(raw) if stop < 0 else stop + 1
             crystals.append(_parse_crystal(chunk, len(crystals), pos, stop, line_no(pos)))
-            pos_skip = stop
+            nxt = stop
             continue
         kv = _key_value(line)
         if kv is not None:
@@ -495,17 +484,20 @@ def _vector(value: str) -> np.ndarray | None:
 def _parse_crystal(chunk: Chunk, index: int, start: int, end: int, line_no: int) -> Crystal:
     raw = chunk.raw
     xtal = Crystal(chunk=chunk, index=index, start=start, end=end, line_no=line_no)
-    it = _lines(raw, start)
-    next(it)
-    skip_to = -1
-
     def line_at(offset: int) -> int:
         return line_no + raw.count(b"\n", start, offset)
 
-    for pos, eol, nxt, line in it:
-        if pos < skip_to:
-            continue
-        if pos >= end or line == END_CRYSTAL:
+    nxt = raw.find(b"\n", start) + 1 or end
+    while nxt < end:
+        pos = nxt
+        eol = raw.find(b"\n", pos, end)
+        if eol < 0:
+            eol = end
+        nxt = eol + 1
+        line = raw[pos:eol]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line == END_CRYSTAL:
             break
         if line == BEGIN_REFL:
             header_end = raw.find(b"\n", nxt)
@@ -520,7 +512,7 @@ def _parse_crystal(chunk: Chunk, index: int, start: int, end: int, line_no: int)
                 xtal.table_header = raw[nxt:header_end + 1]
                 xtal.rows = (header_end + 1, stop)
             xtal.rows_line_no = line_at(xtal.rows[0])
-            skip_to = raw.find(b"\n", stop) + 1
+            nxt = raw.find(b"\n", stop) + 1 or end
             continue
         text = line.decode("utf-8", "replace")
         try:
