@@ -75,6 +75,7 @@ class ChunkResult:
     counters: Counter
     passed_through: str | None = None
     diagnostics: dict[str, np.ndarray] | None = None
+    preceding: bytes = b""  # bytes before the chunk (set by engines that read ranges)
 
 
 class ChunkProcessor:

@@ -87,6 +87,20 @@ def reintegrate(input_path: str, output_path: str, *, method: str = "crystfel",
             with StreamWriter(output_path) as writer, \
                     byte_progress(input_size(input_path), "reintegrate", quiet) as bar:
                 writer.write(add_provenance(reader.header, config))
+                if dask is not None and input_size(input_path) is not None:
+                    # Workers read their chunk ranges from the file; the client only the index.
+                    from .distributed import dask_range_map
+                    from .stream.index import build_index
+
+                    results = dask_range_map(config, build_index(input_path), dask,
+                                             jobs=max(jobs, 1))
+                    for result in results:
+                        writer.write(result.preceding)
+                        writer.write(result.body)
+                        summary.add(result)
+                        if table_writer is not None:
+                            table_writer.write(result.diagnostics)
+                    return summary
                 for chunk, result in run_chunks(reader, config, jobs=jobs, dask=dask,
                                                 batch_size=batch_size):
                     writer.write(chunk.preceding)
@@ -99,7 +113,7 @@ def reintegrate(input_path: str, output_path: str, *, method: str = "crystfel",
         finally:
             if table_writer is not None:
                 table_writer.close()
-    summary.seconds = time.perf_counter() - t0
+            summary.seconds = time.perf_counter() - t0
     return summary
 
 
