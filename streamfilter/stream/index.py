@@ -2,8 +2,9 @@
 
 The index is built in one pass over the file (searching for the chunk marker at C speed) and
 cached under ``$STREAMFILTER_CACHE``, else ``$XDG_CACHE_HOME/streamfilter``
-(``~/.cache/streamfilter``), never beside the stream (data directories are not ours).  A cached index
-is used only while the stream's size and modification time are those it was built from.
+(``~/.cache/streamfilter``), never beside the stream (data directories are not ours).
+A cached index is used only while the stream's size and modification time are those it was
+built from.
 
 ``offsets[i]`` is the byte offset of chunk i's ``----- Begin chunk -----`` line;
 ``header_end == offsets[0]``.  Chunk i (with the bytes that precede it) spans
