@@ -350,3 +350,42 @@ def test_pipe_stdin_to_stdout():
     info = subprocess.run([sys.executable, "-m", "streamfilter.cli", "info", "-", "--json", "-"],
                           input=BASE, capture_output=True, check=True)
     assert b'"chunks": 6' in info.stdout
+
+
+# --- upgrade ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["2.1", "2.2"])
+def test_upgrade_to_23_adds_panels_from_the_geometry(version, tmp_path):
+    built = build_stream(seed=12, n_chunks=8, version=version)
+    src = tmp_path / "old.stream"
+    src.write_bytes(built.text)
+    out = tmp_path / "new.stream"
+    s = cat_streams([src], out, upgrade=True)
+    assert s.upgraded_chunks == 8
+    text = out.read_text()
+    assert text.startswith("CrystFEL stream format 2.3\n")
+    with read_stream(out) as r, read_stream(src) as old:
+        assert r.version == "2.3"
+        for new_chunk, old_chunk in zip(r, old):
+            for nx, ox in zip(new_chunk.crystals, old_chunk.crystals):
+                nt, ot = nx.reflections, ox.reflections
+                assert nt.panel.tolist() == ["p0" if ss < 50 else "p1" for ss in ot.ss]
+                assert nt.I.tolist() == ot.I.tolist() and nt.h.tolist() == ot.h.tolist()
+                assert not np.isnan(nt.peak).any()
+            np_, op = new_chunk.peaks, old_chunk.peaks
+            assert np_.panel.tolist() == ["p0" if ss < 50 else "p1" for ss in op.ss]
+            # every line outside the tables is unchanged
+            strip = re.compile(rb"Reflections measured.*?End of reflections|"
+                               rb"Peaks from peak search.*?End of peak list", re.S)
+            assert strip.sub(b"", new_chunk.raw) == strip.sub(b"", old_chunk.raw)
+
+
+def test_upgrade_refuses_rows_outside_every_panel(tmp_path):
+    built = build_stream(seed=12, n_chunks=4, version="2.2")
+    row = re.search(rb"\n( +-?\d+ +-?\d+ +-?\d+ +[-\d.]+ +[-\d.]+ +[-\d.]+ +[-\d.]+ +)"
+                    rb"([-\d.]+) +([-\d.]+)\n", built.text)
+    bad = built.text.replace(row.group(0), b"\n" + row.group(1) + b"500.0  500.0\n", 1)
+    src = tmp_path / "old.stream"
+    src.write_bytes(bad)
+    with pytest.raises(StreamFormatError, match="lies on no panel"):
+        cat_streams([src], tmp_path / "new.stream", upgrade=True)

@@ -354,28 +354,51 @@ class Chunk:
             return self.raw
         edits: list[tuple[int, int, bytes]] = []
         for idx, upd in updates.items():
-            xtal = self.crystals[idx]
-            rows = format_reflections(upd.table)
-            counters = {
-                "num_reflections": b"num_reflections = %d" % len(upd.table),
-                "num_saturated_reflections": b"num_saturated_reflections = %d"
-                % upd.num_saturated,
-                "num_implausible_reflections": b"num_implausible_reflections = %d"
-                % upd.num_implausible,
-            }
-            if xtal.rows is None:
-                block = b"\n".join(counters.values()) + b"\n" + BEGIN_REFL + b"\n" \
-                    + REFLECTION_HEADER_23 + rows + END_REFL + b"\n"
-                end_line = self.raw.rfind(END_CRYSTAL, xtal.start, xtal.end)
-                edits.append((end_line, end_line, block))
-                continue
-            for name, (a, b) in xtal.counters.items():
-                edits.append((a, b, counters[name]))
-            edits.append((xtal.rows[0], xtal.rows[1], rows))
-        edits.sort()
+            edits += self.table_edits(idx, upd)
+        return self.splice(edits)
+
+    def table_edits(self, index: int, upd: TableUpdate, *, header: bool = False
+                    ) -> list[tuple[int, int, bytes]]:
+        """Byte edits (start, stop, new bytes) that put ``upd`` into crystal ``index``.
+
+        With ``header`` the table's column-header line is replaced by the 2.3 one too
+        (format upgrade).
+        """
+        xtal = self.crystals[index]
+        rows = format_reflections(upd.table)
+        counters = {
+            "num_reflections": b"num_reflections = %d" % len(upd.table),
+            "num_saturated_reflections": b"num_saturated_reflections = %d" % upd.num_saturated,
+            "num_implausible_reflections": b"num_implausible_reflections = %d"
+            % upd.num_implausible,
+        }
+        if xtal.rows is None:
+            block = b"\n".join(counters.values()) + b"\n" + BEGIN_REFL + b"\n" \
+                + REFLECTION_HEADER_23 + rows + END_REFL + b"\n"
+            end_line = self.raw.rfind(END_CRYSTAL, xtal.start, xtal.end)
+            return [(end_line, end_line, block)]
+        edits = [(a, b, counters[name]) for name, (a, b) in xtal.counters.items()]
+        start = xtal.rows[0]
+        if header and xtal.table_header is not None:
+            start -= len(xtal.table_header)
+            rows = REFLECTION_HEADER_23 + rows
+        edits.append((start, xtal.rows[1], rows))
+        return edits
+
+    @property
+    def peak_list_span(self) -> tuple[int, int] | None:
+        """Byte span of the peak list's column-header line and rows."""
+        span = self._parsed.peak_rows
+        if span is None:
+            return None
+        header_start = self.raw.rfind(b"\n", 0, span[0] - 1) + 1
+        return header_start, span[1]
+
+    def splice(self, edits: list[tuple[int, int, bytes]]) -> bytes:
+        """The chunk's bytes with non-overlapping spans [start, stop) replaced."""
         out = []
         pos = 0
-        for a, b, text in edits:
+        for a, b, text in sorted(edits, key=lambda e: (e[0], e[1])):
             out.append(self.raw[pos:a])
             out.append(text)
             pos = b
