@@ -53,6 +53,9 @@ class ReintegrateConfig:
         A frame that cannot be read is an error instead of a passed-through chunk.
     diagnostics : bool
         Also return per-reflection rows for ``--table``.
+    stream_radii : (float, float, float) or None
+        The radii indexamajig used (from the stream header).  crystfel mode uses them to
+        judge which absent rows CrystFEL had predicted, when re-integrating with others.
     """
 
     geometry_text: str
@@ -64,6 +67,7 @@ class ReintegrateConfig:
     search_dirs: tuple[str, ...] = ()
     strict: bool = False
     diagnostics: bool = False
+    stream_radii: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -154,7 +158,8 @@ def _frame_integrator(config: ReintegrateConfig) -> Callable:
             return integrate_frame_crystfel(frame, detector, crystals, energy, radii,
                                             gradient=config.gradient,
                                             keep_saturated=config.keep_saturated,
-                                            bandwidth=chunk.beam_bandwidth)
+                                            bandwidth=chunk.beam_bandwidth,
+                                            stream_radii=config.stream_radii)
         return run
     if config.method == "robust":
         from .integrate.robust import RobustOptions, integrate_frame_robust
@@ -343,7 +348,8 @@ def config_for(header: StreamHeader, stream_path: str, *, method: str = "crystfe
         geometry_text=geometry_text, int_radius=tuple(float(r) for r in radii),
         method=method, gradient="grad" in flags, keep_saturated="sat" in flags,
         background=background, search_dirs=(stream_dir, *map(str, data_roots)),
-        strict=strict, diagnostics=diagnostics)
+        strict=strict, diagnostics=diagnostics,
+        stream_radii=header.int_radius or DEFAULT_RADII)
 
 
 def _batches(reader: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
