@@ -67,6 +67,7 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
             "path": str(path),
             "format_version": h.format_version,
             "crystfel_version": h.crystfel_version,
+            "generated_by": h.generator,
             "command_line": h.command_line,
             "int_radius": list(h.int_radius) if h.int_radius else None,
             "integration_method": h.integration_method,
@@ -91,7 +92,8 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable report of :func:`stream_info`."""
     lines = [f"{info['path']}"]
-    lines.append(f"  format {info['format_version']}, CrystFEL {info['crystfel_version']}"
+    lines.append(f"  format {info['format_version']}, written by "
+                 f"{info['generated_by'] or 'an unknown program'}"
                  + (", CRLF line endings" if info["crlf"] else "")
                  + (f", {info['concatenated_streams']} concatenated streams"
                     if info["concatenated_streams"] > 1 else ""))

@@ -56,6 +56,9 @@ class ReintegrateConfig:
     stream_radii : (float, float, float) or None
         The radii indexamajig used (from the stream header).  crystfel mode uses them to
         judge which absent rows CrystFEL had predicted, when re-integrating with others.
+    upgrade : bool
+        The input is format 2.1/2.2: every chunk is first converted to 2.3 (panel names
+        from the geometry, see :mod:`streamfilter.upgrade`), as the output header says 2.3.
     """
 
     geometry_text: str
@@ -68,6 +71,7 @@ class ReintegrateConfig:
     strict: bool = False
     diagnostics: bool = False
     stream_radii: tuple[float, float, float] | None = None
+    upgrade: bool = False
 
 
 @dataclass
@@ -96,6 +100,13 @@ class ChunkProcessor:
             raise StreamfilterError(f"geometry: {e}") from e
         self.frames = FrameSource(self.detector, config.search_dirs)
         self._integrate = _frame_integrator(config)
+        self._upgrader = None
+        if config.upgrade:
+            from .stream import StreamHeader
+            from .upgrade import Upgrader
+
+            self._upgrader = Upgrader(StreamHeader(b"CrystFEL stream format 2.2\n"),
+                                      geometry_text=config.geometry_text)
 
     def close(self) -> None:
         self.frames.close()
@@ -108,6 +119,9 @@ class ChunkProcessor:
         if chunk.malformed is not None:
             counters["passed_through"] += 1
             return ChunkResult(chunk.raw, counters, str(chunk.malformed))
+        if self._upgrader is not None and chunk.version != "2.3":
+            chunk = Chunk(self._upgrader.chunk(chunk), index=chunk.index, line_no=chunk.line_no,
+                          version="2.3", path=chunk.path, preceding=chunk.preceding)
         crystals = chunk.crystals
         if not crystals:
             counters["no_crystals"] += 1
@@ -316,6 +330,10 @@ def add_provenance(header: StreamHeader, config: ReintegrateConfig) -> bytes:
     push it past 4000 bytes the header is returned unchanged.
     """
     raw = header.raw
+    if config.upgrade:
+        from .upgrade import Upgrader
+
+        raw = Upgrader(header, geometry_text=config.geometry_text).header()
     line = provenance_line(config)
     first = raw.find(b"\n") + 1
     second = raw.find(b"\n", first) + 1
@@ -349,7 +367,8 @@ def config_for(header: StreamHeader, stream_path: str, *, method: str = "crystfe
         method=method, gradient="grad" in flags, keep_saturated="sat" in flags,
         background=background, search_dirs=(stream_dir, *map(str, data_roots)),
         strict=strict, diagnostics=diagnostics,
-        stream_radii=header.int_radius or DEFAULT_RADII)
+        stream_radii=header.int_radius or DEFAULT_RADII,
+        upgrade=header.format_version in ("2.0", "2.1", "2.2"))
 
 
 def _batches(reader: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:

@@ -26,9 +26,13 @@ END_GEOM = b"----- End geometry file -----\n"
 class Upgrader:
     """Rewrites the header and chunks of one 2.1/2.2 stream as 2.3."""
 
-    def __init__(self, header: StreamHeader, geometry: str | None = None) -> None:
+    def __init__(self, header: StreamHeader, geometry: str | None = None, *,
+                 geometry_text: str | None = None) -> None:
         self._header = header
-        if geometry is not None:
+        if geometry_text is not None:
+            self.geometry_text = geometry_text
+            self._insert_geometry = header.geometry_text is None
+        elif geometry is not None:
             self.geometry_text = Path(geometry).read_text()
             self._insert_geometry = header.geometry_text is None
         elif header.geometry_text is not None:
