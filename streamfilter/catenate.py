@@ -37,6 +37,35 @@ class CatSummary:
     crlf_inputs: list[str] = field(default_factory=list)
 
 
+def _balanced(raw: bytes) -> bool:
+    """True if peak-list, crystal and reflection-table markers pair up, in one pass.
+
+    The finds hop from marker to marker, so the chunk is scanned about once (the big
+    reflection tables hold no ``---`` and are skipped by a single find each).
+    """
+    n = len(raw)
+    p = raw.find(b"\n" + BEGIN_PEAKS)
+    if p >= 0 and raw.find(b"\n" + END_PEAKS, p) < 0:
+        return False
+    pos = 0
+    while True:
+        b = raw.find(b"\n" + BEGIN_CRYSTAL, pos)
+        e = raw.find(b"\n" + END_CRYSTAL, pos)
+        if b < 0:
+            return e < 0
+        if e < b:
+            return False
+        nxt = raw.find(b"\n" + BEGIN_CRYSTAL, b + 1, e)
+        if nxt >= 0:
+            return False
+        r = raw.find(b"\n" + BEGIN_REFL, b, e)
+        if r >= 0 and raw.find(b"\n" + END_REFL, r, e) < 0:
+            return False
+        pos = e + 1
+        if pos >= n:
+            return True
+
+
 def check_chunk(chunk: Chunk, full: bool = False) -> None:
     """Structural checks that CrystFEL's reader would otherwise turn into a silent EOF.
 
@@ -45,20 +74,14 @@ def check_chunk(chunk: Chunk, full: bool = False) -> None:
     too.  Raises :class:`StreamFormatError` naming file, line and chunk.
     """
     raw = chunk.raw
-    if b"\nImage filename: " not in raw:
+    if raw.find(b"\nImage filename: ") < 0:
         raise chunk.error("chunk has no 'Image filename:' line (CrystFEL would stop reading "
                           "this file here)")
-    if b"\nphoton_energy_eV = " not in raw:
+    if raw.find(b"\nphoton_energy_eV = ") < 0:
         raise chunk.error("chunk has no 'photon_energy_eV =' line (CrystFEL would stop "
                           "reading this file here)")
-    for begin, end in ((BEGIN_PEAKS, END_PEAKS), (BEGIN_CRYSTAL, END_CRYSTAL),
-                       (BEGIN_REFL, END_REFL)):
-        nb = raw.count(b"\n" + begin + b"\n") + raw.count(b"\n" + begin + b"\r\n")
-        ne = raw.count(b"\n" + end + b"\n") + raw.count(b"\n" + end + b"\r\n")
-        if nb != ne:
-            full = True  # let the parser find and name the offending line
-            break
-    if full:
+    if full or not _balanced(raw):
+        # the parser finds and names the offending line
         for xtal in chunk.crystals:
             xtal.reflections  # noqa: B018 - parse to validate
         chunk.peaks  # noqa: B018
