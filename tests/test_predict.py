@@ -248,3 +248,140 @@ def test_geometry_detector_shift_equals_crystal_det_shift():
     # panel a: 100 um pixels, fs ~ +x, ss ~ +y: the spots move by about (-3, +2) pixels
     assert len(moved) > 10
     np.testing.assert_allclose(np.mean(moved, axis=0), (-3.0, 2.0), atol=0.2)
+
+
+# -- the fast paths reproduce the plain algorithms bit for bit ---------------------------------
+
+
+def whole_box_prediction(lat: Lattice, energy: float, det, r_nm: float, bw: float):
+    """``predict_to_res`` as CrystFEL writes it: every (h, k, l) of the index box in h, k, l
+    order, centring/000/resolution tests, ``check_reflection``, ``locate_peak``."""
+    from streamfilter.predict import (
+        _excitation,
+        _locate,
+        _max_resolution,
+        _panel_geoms,
+        reciprocal_matrix,
+    )
+
+    recip = reciprocal_matrix(lat.astar, lat.bstar, lat.cstar)
+    wavelength = photon_energy_to_wavelength(energy)
+    geoms = _panel_geoms(det, None)
+    mres = _max_resolution(geoms, wavelength)
+    lim = [min(int(mres * np.linalg.norm(v)), 511) for v in np.linalg.inv(recip).T]
+    h, k, l = (a.ravel() for a in np.meshgrid(*(np.arange(-m, m + 1) for m in lim), indexing="ij"))  # noqa: E741
+    keep = ~((h == 0) & (k == 0) & (l == 0))
+    h, k, l = h[keep], k[keep], l[keep]  # noqa: E741
+    xl, yl, zl = (h * recip[0, i] + k * recip[1, i] + l * recip[2, i] for i in range(3))
+    part, kpred = _excitation(xl, yl, zl, wavelength, bw, r_nm * 1e9)
+    on = np.flatnonzero(~(part < MIN_PARTIALITY))
+    panel, fs, ss = _locate(xl[on], yl[on], zl[on] + kpred[on], geoms, (0.0, 0.0))
+    hit = panel >= 0
+    return h[on][hit], k[on][hit], l[on][hit], panel[hit], fs[hit], ss[hit], kpred[on][hit]
+
+
+@pytest.mark.parametrize(
+    "seed, cell, r_nm, bw",
+    [
+        (1, (6.0, 7.0, 8.0), 0.01, 0.002),
+        (5, (9.0, 12.0, 10.0), 0.02, 1e-8),
+        (6, (9.0, 12.0, 10.0), 0.02, 0.0),  # no bandwidth: the 'Laue' corner case
+    ],
+)
+def test_prediction_equals_a_scan_of_the_whole_index_box(seed, cell, r_nm, bw):
+    """The shell of candidates around the Ewald sphere loses nothing, and the prediction is
+    the same to the last bit (positions included) as CrystFEL's scan of the whole box."""
+    det = parse_geometry(TILTED)
+    lat = random_lattice(seed, cell)
+    ref = whole_box_prediction(lat, 9000.0, det, r_nm, bw)
+    pred = predict_reflections(
+        lat.astar, lat.bstar, lat.cstar, 9000.0, det, profile_radius=r_nm, bandwidth=bw
+    )
+    assert len(pred) >= 5
+    for got, want in zip((pred.h, pred.k, pred.l, pred.panel, pred.fs, pred.ss, pred.kpred), ref):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_candidate_shell_contains_every_box_point_near_the_sphere():
+    from streamfilter.predict import _candidate_indices
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        real = np.diag(rng.uniform(2, 25, 3)) @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+        real[1] += rng.normal(0, 2, 3)  # oblique cells too
+        recip = np.linalg.inv(real).T * 1e9  # m^-1 (real in nm)
+        kcen = 1.0 / rng.uniform(0.5e-10, 3e-10)
+        mres = rng.uniform(0.1, 1.0) * kcen
+        lim = tuple(min(int(mres * np.linalg.norm(v) * 1e-9), 25) for v in real)
+        bound = float(rng.choice([1e5, 1e6, 1e7, 1e8]))
+        box = np.meshgrid(*(np.arange(-m, m + 1) for m in lim), indexing="ij")
+        h, k, l = (a.ravel() for a in box)  # noqa: E741
+        q = np.stack([h, k, l], axis=1) @ recip
+        near = np.abs(np.sqrt(q[:, 0] ** 2 + q[:, 1] ** 2 + (q[:, 2] + kcen) ** 2) - kcen) <= bound
+        got = list(zip(*(a.tolist() for a in _candidate_indices(recip, lim, kcen, bound))))
+        assert len(got) == len(set(got))  # no index twice
+        assert set(zip(h[near].tolist(), k[near].tolist(), l[near].tolist())) <= set(got)
+
+
+def plain_bisection(xl, yl, zl, wavelength, bw, r_lo, r_hi, iterations=60):
+    """threshold_radius as first written: 60 halvings, check_reflection at every step."""
+    from streamfilter.predict import _excitation
+
+    p_lo, _ = _excitation(xl, yl, zl, wavelength, bw, r_lo)
+    p_hi, _ = _excitation(xl, yl, zl, wavelength, bw, r_hi)
+    out = np.where(p_hi < MIN_PARTIALITY, np.inf, r_lo)
+    todo = np.flatnonzero((p_lo < MIN_PARTIALITY) & ~(p_hi < MIN_PARTIALITY))
+    lo, hi = np.full(todo.size, r_lo), np.full(todo.size, r_hi)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        p, _ = _excitation(xl[todo], yl[todo], zl[todo], wavelength, bw, mid)
+        passes = ~(p < MIN_PARTIALITY)
+        hi, lo = np.where(passes, mid, hi), np.where(passes, lo, mid)
+    out[todo] = hi
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 9, 60])  # Python-float path up to 8 points, numpy above
+@pytest.mark.parametrize("r_lo, width, bw", [(3e6, 1e5, 1e-8), (1e5, 3e6, 1e-3), (0.0, 1e6, 1e-5)])
+def test_threshold_radius_is_the_plain_bisection_bit_for_bit(n, r_lo, width, bw):
+    from streamfilter.predict import _excitation, threshold_radius
+
+    rng = np.random.default_rng(n)
+    wavelength = 1.3e-10
+    kcen = 1.0 / wavelength
+    d = rng.normal(size=(40000, 3))
+    d[:, 2] = -np.abs(d[:, 2]) * 0.3
+    d /= np.linalg.norm(d, axis=1)[:, None]
+    e = np.exp(rng.uniform(np.log(1.5), np.log(30.0), 40000)) * (r_lo + width)
+    q = d * (kcen + e * rng.choice([-1.0, 1.0], 40000))[:, None]
+    q[:, 2] -= kcen
+    # n points whose cut lies inside [r_lo, r_lo + width], and a few outside it
+    p_lo, _ = _excitation(*q.T, wavelength, bw, r_lo)
+    p_hi, _ = _excitation(*q.T, wavelength, bw, r_lo + width)
+    inside = np.flatnonzero((p_lo < MIN_PARTIALITY) & (p_hi >= MIN_PARTIALITY))
+    outside = np.flatnonzero((p_lo >= MIN_PARTIALITY) | (p_hi < MIN_PARTIALITY))
+    pick = np.r_[inside[:n], outside[:3]]
+    assert inside.size >= n
+    xl, yl, zl = q[pick].T.copy()
+    want = plain_bisection(xl, yl, zl, wavelength, bw, r_lo, r_lo + width)
+    got = threshold_radius(xl, yl, zl, wavelength, bw, r_lo, r_lo + width)
+    np.testing.assert_array_equal(got, want)
+    assert ((want[:n] > r_lo) & (want[:n] <= r_lo + width)).all()
+
+
+def test_threshold_of_the_predicted_set_equals_threshold_for_their_indices():
+    from streamfilter.predict import _predict, _threshold_radius_of_predicted
+
+    det = parse_geometry(TILTED)
+    lat = random_lattice(7, (9.0, 12.0, 10.0))
+    r, tol = 0.01, 5e-4
+    pred, terms = _predict(
+        lat.astar, lat.bstar, lat.cstar, 9000.0, det, r + tol, 1e-8, (0.0, 0.0), math.inf,
+        "P", None,
+    )  # fmt: skip
+    want = threshold_radius_for(
+        pred.h, pred.k, pred.l, lat.astar, lat.bstar, lat.cstar, 9000.0, 1e-8, r - tol, r + tol
+    )
+    got = _threshold_radius_of_predicted(terms, (r - tol) * 1e9, (r + tol) * 1e9) * 1e-9
+    assert (want > r - tol).sum() >= 5  # some are near the cut
+    np.testing.assert_array_equal(got, want)

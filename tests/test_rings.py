@@ -438,3 +438,160 @@ def test_frame_saturation_counts_and_sat_flag(two_crystal_frame):
     )[0]
     assert keep.n_saturated == 5 and keep.written[ok].all()
     assert (keep.peak[ok] == 500.0).all()
+
+
+# -- the vectorised kernel against plain loops -------------------------------------------------
+
+
+def test_sequential_sums_are_c_loops_in_double():
+    """Column sums add row after row from +0.0, for one column as for many (numpy would
+    sum one contiguous column pairwise)."""
+    from streamfilter.integrate.rings import _seq_sum
+
+    rng = np.random.default_rng(2)
+    for k, n in [(65, 1), (65, 2), (29, 3), (300, 17), (36, 400), (1, 5), (0, 4)]:
+        x = rng.normal(0, 1, (k, n)) * 10.0 ** rng.integers(-8, 9, (k, n))
+        want = []
+        for col in x.T.tolist():
+            acc = 0.0
+            for v in col:
+                acc += v
+            want.append(acc)
+        got = _seq_sum(x)
+        assert got.dtype == np.float64
+        assert got.tolist() == want
+
+
+def rings_by_loops(values, bad, overlap, on, radii, g, max_adu, keep_saturated, reject_bad_peak):
+    """One box integrated with CrystFEL's loops (p = fs outer, q = ss inner, doubles)."""
+    r1, r2, r3 = (int(r) for r in radii)
+    w = r3
+    nan4 = (math.nan,) * 4
+    if not on.all():
+        return (Status.OFF_PANEL, *nan4)
+    pk, bg = [], []
+    for p in range(2 * w + 1):
+        for q in range(2 * w + 1):
+            d2 = (p - w) ** 2 + (q - w) ** 2
+            if d2 > r3 * r3:
+                continue
+            is_bg = d2 >= r2 * r2
+            is_pk = not is_bg and d2 <= r1 * r1
+            if not (is_bg or is_pk):
+                continue
+            if is_pk and bad[q, p] and reject_bad_peak:
+                return (Status.BAD_PEAK_PIXEL, *nan4)
+            if bad[q, p] or overlap[q, p] > (1 if is_pk else 0):
+                continue
+            (pk if is_pk else bg).append(float(values[q, p]))
+    if len(pk) < 4 or len(bg) < 4:
+        return (Status.TOO_FEW_PIXELS, *nan4)
+    s = 0.0
+    for v in bg:
+        s += v
+    mean = s / len(bg)
+    s = 0.0
+    for v in pk:
+        s += v
+    intensity = s - mean * len(pk)
+    s = 0.0
+    for v in bg:
+        s += (v - mean) * (v - mean)
+    var_p = poisson_variance(np.array([intensity]), g)[0]
+    sigma = (
+        math.sqrt(var_p + len(pk) * (s / len(bg)))
+        if var_p + len(pk) * (s / len(bg)) >= 0
+        else math.nan
+    )
+    peak = max(pk + bg)
+    if max(pk + bg) > max_adu and not keep_saturated:
+        return (Status.SATURATED, *nan4)
+    status = Status.IMPLAUSIBLE if intensity < -5.0 * sigma else Status.OK  # numbers kept
+    return (status, intensity, sigma, peak, mean)
+
+
+@pytest.mark.parametrize(
+    "radii", [(1.0, 2.0, 3.0), (3.0, 4.0, 5.0), (2.5, 3.2, 6.9), (3.0, 3.0, 4.0)]
+)
+def test_integrate_rings_equals_crystfel_loops(radii):
+    rng = np.random.default_rng(int(radii[2] * 10))
+    shape = (40, 60)
+    image = rng.normal(100.0, 30.0, shape).astype(np.float32)
+    image[rng.random(shape) < 0.02] = 900.0  # above max_adu
+    image[5, 5] = -200.0
+    bad = rng.random(shape) < 0.01
+    fs = rng.uniform(-3, shape[1] + 3, 120)
+    ss = rng.uniform(-3, shape[0] + 3, 120)
+    on = (fs >= 0) & (fs < shape[1]) & (ss >= 0) & (ss < shape[0])
+    fs, ss = fs[on], ss[on]
+    ov = overlap_map(shape, fs, ss, radii[0])
+    cf, cs = central_pixels(fs, ss)
+    boxes = gather_boxes(image, bad, cf, cs, int(radii[2]), ov)
+    for keep_sat, reject in [(False, True), (True, False)]:
+        res = integrate_rings(
+            boxes, radii, 2.0, max_adu=800.0, keep_saturated=keep_sat, reject_bad_peak=reject
+        )
+        assert {Status.OK, Status.OFF_PANEL} <= set(res.status.tolist())
+        for i in range(len(boxes)):
+            want = rings_by_loops(
+                boxes.values[i], boxes.bad[i], boxes.overlap[i], boxes.on_panel[i], radii, 2.0,
+                800.0, keep_sat, reject,
+            )  # fmt: skip
+            got = (res.status[i], res.I[i], res.sigma[i], res.peak[i], res.background[i])
+            assert got[0] == want[0]
+            np.testing.assert_array_equal(np.array(got[1:]), np.array(want[1:]))
+
+
+def test_windows_on_and_off_the_panel():
+    """Windows wholly on the panel (gathered without clipping) and windows sticking out."""
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 1000, (30, 50)).astype(np.int32)
+    for cf, cs in [([10, 25, 44], [5, 20, 24]), ([2, 25, 48], [1, 29, 12])]:
+        cf, cs = np.array(cf), np.array(cs)
+        win, on = gather_window(image, cf, cs, 5, fill=-1)
+        assert win.dtype == image.dtype
+        padded = np.pad(image, 5, constant_values=-1)
+        for i in range(len(cf)):
+            np.testing.assert_array_equal(win[i], padded[cs[i] : cs[i] + 11, cf[i] : cf[i] + 11])
+            np.testing.assert_array_equal(on[i], win[i] != -1)
+
+
+def test_overlap_map_equals_crystfel_disc_loop():
+    rng = np.random.default_rng(5)
+    shape = (30, 40)
+    fs = np.r_[rng.uniform(0, 40, 60), [0.3, 39.9, 0.99999999]]
+    ss = np.r_[rng.uniform(0, 30, 60), [0.2, 29.7, 15.0]]
+    for r1 in (1.0, 2.5, 3.0, 4.2):
+        want = np.zeros(shape, np.int16)
+        ir = int(r1)
+        for f, s in zip(fs, ss):
+            for dss in range(-ir, ir + 1):
+                for dfs in range(-ir, ir + 1):
+                    if dfs * dfs + dss * dss > r1 * r1:
+                        continue
+                    pf, ps = int(f + dfs), int(s + dss)  # C's (int) truncation
+                    if 0 <= pf < shape[1] and 0 <= ps < shape[0]:
+                        want[ps, pf] += 1
+        np.testing.assert_array_equal(overlap_map(shape, fs, ss, r1), want)
+
+
+def test_frame_without_crystals_and_frame_arrays_off_the_geometry(two_crystal_frame):
+    """No crystal: nothing to do.  Arrays whose shape disagrees with the geometry go through
+    gather_boxes panel by panel and give the same numbers where the boxes agree."""
+    from types import SimpleNamespace
+
+    from streamfilter.integrate import integrate_frame_crystfel
+
+    det, frame, (a, b) = two_crystal_frame
+    assert integrate_frame_crystfel(frame, det, [], 9000.0, (2.0, 3.0, 4.0)) == []
+    tall = SimpleNamespace(
+        data=frame.data, bad={"p0": np.vstack([frame.bad["p0"], np.ones((3, 256), bool)])},
+        saturation=None,
+    )  # fmt: skip
+    want = integrate_frame_crystfel(frame, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
+    got = integrate_frame_crystfel(tall, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
+    for x, y in zip(got, want, strict=True):
+        assert len(x) > 30
+        np.testing.assert_array_equal(x.status, y.status)
+        np.testing.assert_array_equal(x.I, y.I)
+        np.testing.assert_array_equal(x.sigma, y.sigma)

@@ -14,6 +14,7 @@ Conventions used throughout this module:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "gather_boxes",
     "gather_window",
     "central_pixels",
+    "disc_pixels",
 ]
 
 IGNORED = 0
@@ -181,22 +183,47 @@ def overlap_map(
         int16 ``(height, width)`` map.
     """
     h, w = shape
+    # int16 counts wrap exactly as int64 counts cast to int16 would
+    counts = np.zeros(h * w, dtype=np.int16)
+    np.add.at(counts, disc_pixels(shape, fs, ss, r1_real), np.int16(1))
+    return counts.reshape(h, w)
+
+
+def disc_pixels(
+    shape: tuple[int, int], fs: np.ndarray, ss: np.ndarray, r1_real: float
+) -> np.ndarray:
+    """The pixels :func:`overlap_map` counts, as flat indices ``ss * width + fs``.
+
+    Same arguments as :func:`overlap_map` (panel-relative positions, pixel-corner
+    convention; real-valued r1 in pixels).  One int64 entry per disc and covered on-panel
+    pixel, so ``np.add.at(map.ravel(), disc_pixels(...), 1)`` adds the discs to a map.
+    """
+    h, w = shape
     fs = np.asarray(fs, dtype=np.float64).ravel()
     ss = np.asarray(ss, dtype=np.float64).ravel()
-    counts = np.zeros(h * w, dtype=np.int64)
-    if fs.size == 0:
-        return counts.reshape(h, w).astype(np.int16)
+    dfs, dss = _disc_offsets(float(r1_real))
+    if fs.size == 0 or dfs.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    # float -> int casts truncate towards zero, like C's (int)
+    pf = (fs[:, None] + dfs).astype(np.int64)
+    ps = (ss[:, None] + dss).astype(np.int64)
+    if pf.min() >= 0 and pf.max() < w and ps.min() >= 0 and ps.max() < h:
+        return (ps * w + pf).ravel()
+    on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < h)
+    return ps[on] * w + pf[on]
+
+
+@functools.lru_cache(maxsize=16)
+def _disc_offsets(r1_real: float) -> tuple[np.ndarray, np.ndarray]:
+    """float64 (1, D) fs and ss offsets of :func:`overlap_map`'s disc, ss-major order."""
     ir = int(r1_real)
     d = np.arange(-ir, ir + 1)
     dfs, dss = np.meshgrid(d, d, indexing="xy")
     keep = dfs * dfs + dss * dss <= r1_real * r1_real
-    dfs = dfs[keep].astype(np.float64)
-    dss = dss[keep].astype(np.float64)
-    pf = np.trunc(fs[:, None] + dfs[None, :]).astype(np.int64)
-    ps = np.trunc(ss[:, None] + dss[None, :]).astype(np.int64)
-    on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < h)
-    np.add.at(counts, ps[on] * w + pf[on], 1)
-    return counts.reshape(h, w).astype(np.int16)
+    out = (dfs[keep].astype(np.float64)[None, :], dss[keep].astype(np.float64)[None, :])
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def gather_window(
@@ -224,16 +251,43 @@ def gather_window(
     windows, on_panel : np.ndarray
         ``(N, B, B)`` windows (dtype of ``array``) and the bool on-panel map.
     """
-    h, w = array.shape
+    idx, on = _window_index(array.shape, centre_fs, centre_ss, half_width)
+    return _take_window(array, idx, on, fill), _on_panel(on, idx.shape)
+
+
+def _window_index(
+    shape: tuple[int, ...], centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flat indices ``ss * width + fs`` of the ``(N, B, B)`` window pixels (clipped onto the
+    panel) and the on-panel map, None when every window lies entirely on the panel."""
+    h, w = shape
     d = np.arange(-half_width, half_width + 1)
     cf = np.asarray(centre_fs, dtype=np.int64)
     cs = np.asarray(centre_ss, dtype=np.int64)
+    if cf.size == 0 or (
+        cf.min() >= half_width
+        and cf.max() < w - half_width
+        and cs.min() >= half_width
+        and cs.max() < h - half_width
+    ):
+        return (cs * w + cf)[:, None, None] + (d[:, None] * w + d), None
     ifs = cf[:, None, None] + d[None, None, :]
     iss = cs[:, None, None] + d[None, :, None]
     on = (ifs >= 0) & (ifs < w) & (iss >= 0) & (iss < h)
-    win = array[np.clip(iss, 0, h - 1), np.clip(ifs, 0, w - 1)]
-    win = np.where(on, win, np.asarray(fill, dtype=array.dtype))
-    return win, on
+    return np.clip(iss, 0, h - 1) * w + np.clip(ifs, 0, w - 1), on
+
+
+def _take_window(
+    array: np.ndarray, idx: np.ndarray, on: np.ndarray | None, fill: float | bool | int
+) -> np.ndarray:
+    win = np.ascontiguousarray(array).reshape(-1)[idx]
+    if on is None:
+        return win
+    return np.where(on, win, np.asarray(fill, dtype=array.dtype))
+
+
+def _on_panel(on: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ones(shape, dtype=bool) if on is None else on
 
 
 def gather_boxes(
@@ -264,15 +318,25 @@ def gather_boxes(
     Boxes
     """
     image = np.asarray(image, dtype=np.float32)
-    values, on = gather_window(image, centre_fs, centre_ss, half_width, 0.0)
+    idx, on_or_none = _window_index(image.shape, centre_fs, centre_ss, half_width)
+    values = _take_window(image, idx, on_or_none, 0.0)
+    on = _on_panel(on_or_none, idx.shape)
     if bad is None:
         badw = ~on
     else:
-        badw, _ = gather_window(np.asarray(bad, dtype=bool), centre_fs, centre_ss, half_width, True)
+        bad = np.asarray(bad, dtype=bool)
+        if bad.shape == image.shape:
+            badw = _take_window(bad, idx, on_or_none, True)
+        else:
+            badw, _ = gather_window(bad, centre_fs, centre_ss, half_width, True)
     if overlap is None:
         ov = np.zeros(values.shape, dtype=np.int16)
     else:
-        ov, _ = gather_window(np.asarray(overlap, dtype=np.int16), centre_fs, centre_ss, half_width)
+        overlap = np.asarray(overlap, dtype=np.int16)
+        if overlap.shape == image.shape:
+            ov = _take_window(overlap, idx, on_or_none, 0)
+        else:
+            ov, _ = gather_window(overlap, centre_fs, centre_ss, half_width)
     return Boxes(
         values=values,
         on_panel=on,

@@ -19,7 +19,10 @@ Reproduces ``integrate_rings_once``/``check_box``/``fit_bg``/``mean_var_area`` o
 
 The arithmetic follows the C code: pixel values are float32 promoted to double, sums run in
 CrystFEL's loop order (fs outer, ss inner) as sequential double additions, and the mean is
-``sum / n`` then ``c * m``, so every printed ``%10.2f`` digit matches.
+``sum / n`` then ``c * m``, so every printed ``%10.2f`` digit matches.  Reflections are
+vectorised as ``(pixel, reflection)`` arrays: one row per peak or background pixel of the
+box, in that loop order, one column per reflection (:func:`_rings_kernel`); a frame's boxes
+are gathered straight from the panel arrays into that layout.
 
 All radii are in pixels; the ring masks use ``int(r)`` as CrystFEL >= 0.10 does.  Intensities
 are in ADU (no gain division).
@@ -27,7 +30,9 @@ are in ADU (no gain division).
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -38,6 +43,7 @@ from streamfilter.integrate.boxes import (
     BACKGROUND,
     PEAK,
     Boxes,
+    _disc_offsets,
     central_pixels,
     gather_boxes,
     gather_window,
@@ -65,6 +71,18 @@ class Status(IntEnum):
     SATURATED = 4  #: saturated and ``keep_saturated`` is off
     IMPLAUSIBLE = 5  #: I < -5 sigma(I)
     BG_GRADIENT = 6  #: ``-grad`` background steeper than CrystFEL's ``bg_ok`` allows
+
+
+# plain ints for array comparisons (an IntEnum member goes through a slow path in numpy)
+_OK = int(Status.OK)
+_OFF_PANEL = int(Status.OFF_PANEL)
+_BAD_PEAK_PIXEL = int(Status.BAD_PEAK_PIXEL)
+_TOO_FEW_PIXELS = int(Status.TOO_FEW_PIXELS)
+_SATURATED = int(Status.SATURATED)
+_IMPLAUSIBLE = int(Status.IMPLAUSIBLE)
+_BG_GRADIENT = int(Status.BG_GRADIENT)
+#: a float64 zero that makes np.where's result float64 whatever the pixel type (NEP 50)
+_ZERO = np.float64(0.0)
 
 
 @dataclass
@@ -100,7 +118,7 @@ class RingsResult:
     @property
     def written(self) -> np.ndarray:
         """bool: rows CrystFEL writes (status OK)."""
-        return self.status == Status.OK
+        return self.status == _OK
 
     @property
     def n_saturated(self) -> int:
@@ -110,7 +128,7 @@ class RingsResult:
     @property
     def n_implausible(self) -> int:
         """``num_implausible_reflections``."""
-        return int(np.count_nonzero(self.status == Status.IMPLAUSIBLE))
+        return int(np.count_nonzero(self.status == _IMPLAUSIBLE))
 
 
 def poisson_variance(intensity: np.ndarray, adu_per_photon: np.ndarray | float) -> np.ndarray:
@@ -130,10 +148,23 @@ def poisson_variance(intensity: np.ndarray, adu_per_photon: np.ndarray | float) 
 
 
 def _seq_sum(x: np.ndarray) -> np.ndarray:
-    """Sequential double sum along axis 1 (C loop order, not numpy's pairwise sum)."""
-    if x.shape[1] == 0:
-        return np.zeros(x.shape[0])
-    return np.cumsum(x, axis=1)[:, -1]
+    """Sequential double sums of the columns of a ``(K, N)`` array, in row order, from +0.0.
+
+    This is C's ``double s = 0; for (...) s += x;`` (not numpy's pairwise summation):
+    ``np.add.reduce`` along the first, non-contiguous axis of a C-ordered array with at least
+    two columns accumulates row after row (checked in the tests); a single column would be
+    reduced pairwise, so it is summed on Python floats instead.
+    """
+    k, n = x.shape
+    if n >= 2:
+        return np.add.reduce(np.ascontiguousarray(x), axis=0, initial=0.0)
+    out = np.zeros(n)
+    if n == 1:
+        acc = 0.0
+        for v in x[:, 0].tolist():
+            acc += v
+        out[0] = acc
+    return out
 
 
 def _solve_svd(m: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -153,6 +184,47 @@ def _solve_svd(m: np.ndarray, v: np.ndarray) -> np.ndarray:
         out = s * x
     out[bad] = np.nan
     return out
+
+
+@dataclass(frozen=True)
+class _RingPixels:
+    """The peak and background pixels of a box, each in CrystFEL's loop order (p = fs
+    outer, q = ss inner), as offsets from the central pixel and as box coordinates."""
+
+    half_width: int
+    pk_dfs: np.ndarray  # int64 (Kp,) fs offset of each peak pixel (p - W)
+    pk_dss: np.ndarray  # int64 (Kp,) ss offset (q - W)
+    bg_dfs: np.ndarray
+    bg_dss: np.ndarray
+
+    @property
+    def pk_p(self) -> np.ndarray:
+        """float64 (Kp, 1) box column p of the peak pixels (plane fit coordinates)."""
+        return (self.pk_dfs + self.half_width).astype(np.float64)[:, None]
+
+    @property
+    def pk_q(self) -> np.ndarray:
+        return (self.pk_dss + self.half_width).astype(np.float64)[:, None]
+
+    @property
+    def bg_p(self) -> np.ndarray:
+        return (self.bg_dfs + self.half_width).astype(np.float64)[:, None]
+
+    @property
+    def bg_q(self) -> np.ndarray:
+        return (self.bg_dss + self.half_width).astype(np.float64)[:, None]
+
+
+@functools.lru_cache(maxsize=32)
+def _ring_pixels(r1: int, r2: int, r3: int, half_width: int) -> _RingPixels:
+    cls_pq = ring_classes(r1, r2, r3, half_width).T  # [p, q]: C order is CrystFEL's
+    pk_p, pk_q = np.nonzero(cls_pq == PEAK)
+    bg_p, bg_q = np.nonzero(cls_pq == BACKGROUND)
+    w = half_width
+    offsets = (pk_p - w, pk_q - w, bg_p - w, bg_q - w)
+    for a in offsets:
+        a.flags.writeable = False  # shared by every call (lru_cache)
+    return _RingPixels(w, *offsets)
 
 
 def integrate_rings(
@@ -198,55 +270,107 @@ def integrate_rings(
         raise ValueError(
             f"boxes have half-width {boxes.half_width}, but r3 = {r3} (CrystFEL uses int(r3))"
         )
+    rp = _ring_pixels(r1, r2, r3, r3)
     n_refl = len(boxes)
-    status, pk, bg = _check_boxes(boxes, (r1, r2, r3), reject_bad_peak)
-    v = boxes.values.astype(np.float64)
-    used = pk | bg
+    w = r3
+    status = np.zeros(n_refl, dtype=np.int8)
+    status[~boxes.fully_on_panel] = _OFF_PANEL
+
+    def rows(x: np.ndarray, dfs: np.ndarray, dss: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x[:, dss + w, dfs + w].T)
+
+    bad = boxes.bad & boxes.on_panel
+    bad_pk = rows(bad, rp.pk_dfs, rp.pk_dss)
+    if reject_bad_peak:
+        status[(status == _OK) & bad_pk.any(axis=0)] = _BAD_PEAK_PIXEL
+    # make_BgMask: other discs exclude background/ignored pixels; a peak pixel is excluded
+    # only when a second disc (not just its own) covers it
+    pk = ~(bad_pk | (rows(boxes.overlap, rp.pk_dfs, rp.pk_dss) > 1))
+    bg = ~(rows(bad, rp.bg_dfs, rp.bg_dss) | (rows(boxes.overlap, rp.bg_dfs, rp.bg_dss) > 0))
+    v_pk = rows(boxes.values, rp.pk_dfs, rp.pk_dss)
+    v_bg = rows(boxes.values, rp.bg_dfs, rp.bg_dss)
+    limit = np.broadcast_to(np.asarray(max_adu, dtype=np.float64), (n_refl,))
     with np.errstate(invalid="ignore"):
-        peak = np.where(used, v, -np.inf).max(axis=(1, 2), initial=-np.inf)
-        limit = np.broadcast_to(np.asarray(max_adu, dtype=np.float64), (n_refl,))
-        over = boxes.values > limit[:, None, None]
+        over_pk = v_pk > limit
+        over_bg = v_bg > limit
         if saturation is not None:
-            over |= boxes.values > np.asarray(saturation, dtype=np.float32)
-    saturated_box = (used & over).any(axis=(1, 2))
-    m = pk.sum(axis=(1, 2))
-    n = bg.sum(axis=(1, 2))
+            sat = np.asarray(saturation, dtype=np.float32)
+            over_pk |= v_pk > rows(sat, rp.pk_dfs, rp.pk_dss)
+            over_bg |= v_bg > rows(sat, rp.bg_dfs, rp.bg_dss)
+    return _rings_kernel(
+        rp, v_pk, v_bg, pk, bg, over_pk, over_bg, status, adu_per_photon, gradient,
+        keep_saturated,
+    )  # fmt: skip
 
-    # CrystFEL loops p (fs) outer, q (ss) inner: flatten boxes [n, q, p] in [n, p, q] order
-    # so that sequential sums add in the same order.
-    b = 2 * r3 + 1
 
-    def flat(x: np.ndarray) -> np.ndarray:
-        return np.swapaxes(np.broadcast_to(x, v.shape), 1, 2).reshape(n_refl, b * b)
+def _rings_kernel(
+    rp: _RingPixels,
+    v_pk: np.ndarray,
+    v_bg: np.ndarray,
+    pk: np.ndarray,
+    bg: np.ndarray,
+    over_pk: np.ndarray,
+    over_bg: np.ndarray,
+    status: np.ndarray,
+    adu_per_photon: float | np.ndarray,
+    gradient: bool,
+    keep_saturated: bool,
+) -> RingsResult:
+    """``integrate_rings_once`` after ``check_box``'s edge and bad-peak rules.
 
-    vf, pkf, bgf = flat(v), flat(pk), flat(bg)
-    pp = flat(np.arange(b, dtype=np.float64)[None, None, :])
-    qq = flat(np.arange(b, dtype=np.float64)[None, :, None])
+    Pixel rows (first axis) are the peak (``*_pk``, Kp rows) and background (``*_bg``, Kg
+    rows) pixels in CrystFEL's loop order; columns are the N reflections.
+
+    Parameters
+    ----------
+    v_pk, v_bg : np.ndarray
+        float32 pixel values (ADU).
+    pk, bg : np.ndarray
+        bool: the pixel is used (not bad, not masked by another reflection's disc).
+    over_pk, over_bg : np.ndarray
+        bool: the pixel is above its saturation level.
+    status : np.ndarray
+        int8 (N,) status so far (OK, OFF_PANEL or BAD_PEAK_PIXEL); updated in place.
+    """
+    n_refl = status.shape[0]
+    m = pk.view(np.uint8).sum(axis=0, dtype=np.int64)
+    n = bg.view(np.uint8).sum(axis=0, dtype=np.int64)
+    status[(status == _OK) & ((m < 4) | (n < 4))] = _TOO_FEW_PIXELS
+    # float32 pixel values meet float64 operands (ZERO, bg_mean, ...) below: numpy promotes
+    # them exactly, as C promotes float to double
+    vp, vb = v_pk, v_bg
+    with np.errstate(invalid="ignore"):
+        peak = np.maximum(
+            np.where(pk, vp, -np.inf).max(axis=0, initial=-np.inf),
+            np.where(bg, vb, -np.inf).max(axis=0, initial=-np.inf),
+        )
+    saturated_box = (pk & over_pk).any(axis=0) | (bg & over_bg).any(axis=0)
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        bg_mean = _seq_sum(np.where(bgf, vf, 0.0)) / n
+        bg_mean = _seq_sum(np.where(bg, vb, _ZERO)) / n
+        intensity = _seq_sum(np.where(pk, vp, _ZERO))
         if gradient:
-            a_, b_, c_ = _fit_plane(vf, bgf, pp, qq)
-            steep = _too_steep(a_, b_, c_, vf, pkf, pp, qq, m)
-            status[(status == Status.OK) & steep] = Status.BG_GRADIENT
+            a_, b_, c_ = _fit_plane(rp, vb, bg)
+            steep = _too_steep(rp, a_, b_, c_, vp, pk, m)
+            status[(status == _OK) & steep] = _BG_GRADIENT
+            intensity = intensity - a_ * _seq_sum(np.where(pk, rp.pk_p, 0.0))
+            intensity = intensity - b_ * _seq_sum(np.where(pk, rp.pk_q, 0.0))
         else:
-            a_, b_, c_ = np.zeros(n_refl), np.zeros(n_refl), bg_mean
+            # a = b = 0: subtracting 0 * (finite sums of p and q) changes no bit
+            c_ = bg_mean
+        intensity = intensity - c_ * m
 
-        integrated = status == Status.OK
+        integrated = status == _OK
         saturated = integrated & saturated_box
         if not keep_saturated:
-            status[saturated] = Status.SATURATED
+            status[saturated] = _SATURATED
 
-        intensity = _seq_sum(np.where(pkf, vf, 0.0))
-        intensity = intensity - a_ * _seq_sum(np.where(pkf, pp, 0.0))
-        intensity = intensity - b_ * _seq_sum(np.where(pkf, qq, 0.0))
-        intensity = intensity - c_ * m
-        dev = np.where(bgf, vf - bg_mean[:, None], 0.0)
+        dev = np.where(bg, vb - bg_mean, _ZERO)
         var_bg = _seq_sum(dev * dev) / n  # about the plain mean, even with -grad
-        g = np.broadcast_to(np.asarray(adu_per_photon, dtype=np.float64), (n_refl,))
+        g = np.asarray(adu_per_photon, dtype=np.float64)
         sigma = np.sqrt(poisson_variance(intensity, g) + m * var_bg)
 
-    status[(status == Status.OK) & (intensity < -5.0 * sigma)] = Status.IMPLAUSIBLE
+    status[(status == _OK) & (intensity < -5.0 * sigma)] = _IMPLAUSIBLE
     done = integrated & ~(saturated & ~keep_saturated)
     nan = np.full(n_refl, np.nan)
     return RingsResult(
@@ -261,63 +385,32 @@ def integrate_rings(
     )
 
 
-def _check_boxes(
-    boxes: Boxes, radii: tuple[int, int, int], reject_bad_peak: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``check_box``: status after the edge, bad-pixel and pixel-count rules, and the peak
-    and background pixels left after bad pixels and the overlap mask.
-
-    Returns
-    -------
-    status : np.ndarray
-        int8 (N,): OK, OFF_PANEL, BAD_PEAK_PIXEL or TOO_FEW_PIXELS.
-    pk, bg : np.ndarray
-        bool (N, B, B) peak and background pixels used.
-    """
-    cls = ring_classes(*radii, boxes.half_width)[None, :, :]
-    is_pk = cls == PEAK
-    status = np.zeros(len(boxes), dtype=np.int8)
-    status[~boxes.fully_on_panel] = Status.OFF_PANEL
-    bad = boxes.bad & boxes.on_panel
-    if reject_bad_peak:
-        bad_peak = (bad & is_pk).any(axis=(1, 2))
-        status[(status == Status.OK) & bad_peak] = Status.BAD_PEAK_PIXEL
-    # make_BgMask: other discs exclude background/ignored pixels; a peak pixel is excluded
-    # only when a second disc (not just its own) covers it
-    excluded = bad | np.where(is_pk, boxes.overlap > 1, boxes.overlap > 0)
-    pk = is_pk & ~excluded
-    bg = (cls == BACKGROUND) & ~excluded
-    few = (pk.sum(axis=(1, 2)) < 4) | (bg.sum(axis=(1, 2)) < 4)
-    status[(status == Status.OK) & few] = Status.TOO_FEW_PIXELS
-    return status, pk, bg
-
-
 def _too_steep(
+    rp: _RingPixels,
     a: np.ndarray,
     b: np.ndarray,
     c: np.ndarray,
-    vf: np.ndarray,
-    pkf: np.ndarray,
-    pp: np.ndarray,
-    qq: np.ndarray,
+    vp: np.ndarray,
+    pk: np.ndarray,
     m: np.ndarray,
 ) -> np.ndarray:
     """``bg_ok`` failed: |a| or |b| > |peak height - mean plane under the peak| / 10."""
-    height = np.where(pkf, vf, 0.0).max(axis=1, initial=0.0)
-    plane = a[:, None] * pp + b[:, None] * qq + c[:, None]
-    under = _seq_sum(np.where(pkf, plane, 0.0)) / m
+    height = np.where(pk, vp, _ZERO).max(axis=0, initial=0.0)
+    plane = a * rp.pk_p + b * rp.pk_q + c
+    under = _seq_sum(np.where(pk, plane, _ZERO)) / m
     max_grad = np.abs(height - under) / 10.0
     return (np.abs(a) > max_grad) | (np.abs(b) > max_grad)
 
 
 def _fit_plane(
-    vf: np.ndarray, bgf: np.ndarray, pp: np.ndarray, qq: np.ndarray
+    rp: _RingPixels, vb: np.ndarray, bg: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``fit_gradient_bg``: plane a p + b q + c through the background pixels (box coords)."""
     s = _seq_sum
-    z = np.where(bgf, 1.0, 0.0)
-    spp, spq, sp = s(z * pp * pp), s(z * pp * qq), s(z * pp)
-    sqq, sq, sn = s(z * qq * qq), s(z * qq), s(z)
+    p, q = rp.bg_p, rp.bg_q
+    z = np.where(bg, 1.0, 0.0)
+    spp, spq, sp = s(z * p * p), s(z * p * q), s(z * p)
+    sqq, sq, sn = s(z * q * q), s(z * q), s(z)
     mat = np.stack(
         [
             np.stack([spp, spq, sp], axis=1),
@@ -326,7 +419,7 @@ def _fit_plane(
         ],
         axis=1,
     )
-    rhs = np.stack([s(z * vf * pp), s(z * vf * qq), s(z * vf)], axis=1)
+    rhs = np.stack([s(z * vb * p), s(z * vb * q), s(z * vb)], axis=1)
     sol = _solve_svd(mat, rhs)
     return sol[:, 0], sol[:, 1], sol[:, 2]
 
@@ -374,7 +467,7 @@ class CrystalResult:
     @property
     def written(self) -> np.ndarray:
         """bool mask of the rows CrystFEL writes."""
-        return self.status == Status.OK
+        return self.status == _OK
 
     def __len__(self) -> int:
         return int(self.h.shape[0])
@@ -390,7 +483,7 @@ def _snap_to_printed(pred: np.ndarray, printed: np.ndarray) -> np.ndarray:
     plain predictions (``-cen`` shifts them by whole pixels, other tools move them).
     """
     eps = 1e-9
-    out = np.clip(pred, printed - 0.05 + eps, printed + 0.05 - eps)
+    out = np.minimum(np.maximum(pred, printed - 0.05 + eps), printed + 0.05 - eps)
     close = np.isfinite(printed) & (np.abs(pred - printed) < 0.1)
     return np.where(close, out, pred)
 
@@ -432,7 +525,7 @@ def _predict_crystal(
     header_values: Any = None,
 ) -> _CrystalPrediction:
     """Predict a crystal; with stream rows, over-predict to ``R + tolerance`` and add them."""
-    from streamfilter.predict import predict_reflections, threshold_radius_for
+    from streamfilter.predict import _predict, _threshold_radius_of_predicted
 
     table = getattr(xtal, "reflections", None) if use_stream_rows else None
     have_rows = table is not None and len(table) > 0
@@ -441,24 +534,28 @@ def _predict_crystal(
     max_d = math.inf
     if math.isfinite(push_res) and getattr(xtal, "resolution_limit", None) is not None:
         max_d = (xtal.resolution_limit + push_res) * 1e9
-    pr = predict_reflections(
+    pr, terms = _predict(
         xtal.astar,
         xtal.bstar,
         xtal.cstar,
         photon_energy_eV,
         detector,
-        profile_radius=radius + tol,
-        bandwidth=bandwidth,
-        det_shift_mm=_det_shift(xtal),
-        max_one_over_d=max_d,
-        centering=getattr(xtal, "centering", None) or "P",
-        header_values=header_values,
+        radius + tol,
+        bandwidth,
+        _det_shift(xtal),
+        max_d,
+        getattr(xtal, "centering", None) or "P",
+        header_values,
     )
     if tol > 0:
-        r_star = threshold_radius_for(
-            pr.h, pr.k, pr.l, xtal.astar, xtal.bstar, xtal.cstar, photon_energy_eV, bandwidth,
-            max(radius - tol, 0.0), radius + tol,
-        )  # fmt: skip
+        # the r* of threshold_radius_for, from the terms the prediction computed (every
+        # predicted reflection passes at R + tol)
+        r_star = (
+            _threshold_radius_of_predicted(
+                terms, max(radius - tol, 0.0) * 1e9, (radius + tol) * 1e9
+            )
+            * 1e-9
+        )
     else:
         r_star = np.zeros(len(pr))
     pred = _CrystalPrediction(
@@ -492,7 +589,7 @@ def _join_stream_rows(
     panels = list(detector.panels)
     index = {p.name: i for i, p in enumerate(panels)}
     th, tk, tl = (np.asarray(a, dtype=np.int64) for a in (table.h, table.k, table.l))
-    tpanel = np.array([index.get(str(x), -1) for x in table.panel], dtype=np.int64)
+    tpanel = _panel_indices(table.panel, index)
     min_fs = np.array([p.min_fs for p in panels] + [0], dtype=np.float64)
     min_ss = np.array([p.min_ss for p in panels] + [0], dtype=np.float64)
     tfs = np.asarray(table.fs, dtype=np.float64) - min_fs[tpanel]
@@ -532,12 +629,33 @@ def _join_stream_rows(
     return _CrystalPrediction(*(a[order] for a in joined))
 
 
+def _panel_indices(names: Any, index: dict[str, int]) -> np.ndarray:
+    """int64 index of each row's panel name (-1 for a name the geometry does not have)."""
+    if names is None:  # a table without a panel column
+        raise TypeError("the reflection table has no panel column")
+    names = np.asarray(names)
+    if names.dtype.kind != "U" or len(index) > 16:
+        uniq, inverse = np.unique(names.astype(str), return_inverse=True)
+        lookup = np.array([index.get(str(u), -1) for u in uniq.tolist()] + [-1], dtype=np.int64)
+        return lookup[inverse.ravel()] if names.size else np.zeros(0, np.int64)
+    out = np.full(names.shape, -1, dtype=np.int64)
+    for name, i in index.items():  # few panels: one vectorised comparison each
+        out[names == name] = i
+    return out
+
+
 def _overlap_maps(
-    panels: list[Any], preds: list[_CrystalPrediction], r1: float
+    panels: list[Any],
+    preds: list[_CrystalPrediction],
+    r1: float,
+    needed: set[int] | None = None,
 ) -> dict[int, np.ndarray]:
-    """One ``make_BgMask`` map per panel from the predictions of all crystals."""
+    """One ``make_BgMask`` map per panel from the predictions of all crystals (only the
+    panels in ``needed``, when given)."""
     maps = {}
     for i, p in enumerate(panels):
+        if needed is not None and i not in needed:
+            continue
         fs = [pd.fs[pd.panel == i] for pd in preds]
         ss = [pd.ss[pd.panel == i] for pd in preds]
         maps[i] = overlap_map(
@@ -549,7 +667,222 @@ def _overlap_maps(
     return maps
 
 
-def _integrate_prediction(
+def _panels_of(preds: list[_CrystalPrediction]) -> set[int]:
+    return {int(i) for pd in preds for i in np.unique(pd.panel)}
+
+
+@dataclass
+class _FramePixels:
+    """A frame's panel arrays in one flat index space: pixel (fs, ss) of panel i (panel-
+    relative) is ``offset[i] + ss * width[i] + fs``, panels in geometry order, each C-ordered.
+
+    ``image`` (float32 ADU), ``bad`` (bool) and ``saturation`` (float32 ADU, optional) are
+    flat arrays of that space; ``max_adu`` and ``gain`` (ADU per photon) are per panel.
+    """
+
+    offset: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    image: np.ndarray
+    bad: np.ndarray | None
+    saturation: np.ndarray | None
+    max_adu: np.ndarray
+    gain: np.ndarray
+    gain_errors: dict[int, Exception] = field(default_factory=dict)  # raised when used
+
+    @property
+    def size(self) -> int:
+        return int(self.offset[-1] + self.width[-1] * self.height[-1])
+
+
+_FLAT_CACHE = threading.local()
+
+
+def _flat(arrays: list[np.ndarray], cache: str | None = None) -> np.ndarray:
+    """The panels' arrays one after the other as one flat array.
+
+    No copy when they already are (the panels of one HDF5 slab stacked along ss, as
+    CrystFEL's multi-panel files lay them out).  Arrays that stay the same from frame to
+    frame (static bad-pixel maps) are joined once: ``cache`` names the (per-thread) slot.
+    """
+    first = arrays[0]
+    if len(arrays) == 1 and first.flags.c_contiguous:
+        return first.reshape(-1)
+    base = first.base
+    if (
+        isinstance(base, np.ndarray)
+        and base.flags.c_contiguous
+        and base.dtype == first.dtype
+        and all(a.flags.c_contiguous and a.base is base for a in arrays)
+    ):
+        origin = base.__array_interface__["data"][0]
+        start = (first.__array_interface__["data"][0] - origin) // first.itemsize
+        ends = start + np.cumsum([a.size for a in arrays])
+        starts = [(a.__array_interface__["data"][0] - origin) // a.itemsize for a in arrays]
+        if starts[1:] == ends[:-1].tolist():
+            return base.reshape(-1)[start : int(ends[-1])]
+    # only read-only arrays (frames.py's static maps) can be trusted to stay the same
+    cache = cache if all(not a.flags.writeable for a in arrays) else None
+    if cache is not None:
+        hit = getattr(_FLAT_CACHE, cache, None)
+        if hit is not None and len(hit[0]) == len(arrays):
+            if all(x is y for x, y in zip(hit[0], arrays, strict=True)):
+                return hit[1]
+    out = np.concatenate([a.reshape(-1) for a in arrays])
+    if cache is not None:
+        setattr(_FLAT_CACHE, cache, (list(arrays), out))
+    return out
+
+
+def _frame_pixels(frame: Any, panels: list[Any], photon_energy_eV: float) -> _FramePixels | None:
+    """:class:`_FramePixels` of a frame, or None when an array disagrees with the geometry's
+    panel shape (such frames go through :func:`gather_boxes` panel by panel)."""
+    shapes = [(int(p.height), int(p.width)) for p in panels]
+    try:
+        images = [np.asarray(frame.data[p.name], dtype=np.float32) for p in panels]
+        bads = [frame.bad[p.name] for p in panels]
+    except KeyError:  # a frame without every panel: only the panels used are looked up
+        return None
+    sat_maps = getattr(frame, "saturation", None) or {}
+    sats = [sat_maps.get(p.name) for p in panels]
+    for shape, im, bd, st in zip(shapes, images, bads, sats, strict=True):
+        if im.shape != shape or (bd is not None and np.shape(bd) != shape):
+            return None
+        if st is not None and np.shape(st) != shape:
+            return None
+    height = np.array([h for h, _ in shapes], dtype=np.int64)
+    width = np.array([w for _, w in shapes], dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(height * width)[:-1]]).astype(np.int64)
+    bad = None
+    if any(bd is not None for bd in bads):
+        bad = _flat(
+            [np.zeros(sh, bool) if bd is None else np.asarray(bd, dtype=bool)
+             for sh, bd in zip(shapes, bads, strict=True)],
+            cache="bad",
+        )  # fmt: skip
+    saturation = None
+    if any(st is not None for st in sats):
+        saturation = _flat(
+            [np.full(sh, np.inf, np.float32) if st is None else np.asarray(st, dtype=np.float32)
+             for sh, st in zip(shapes, sats, strict=True)],
+            cache="saturation",
+        )  # fmt: skip
+    gain = np.full(len(panels), np.nan)
+    gain_errors: dict[int, Exception] = {}
+    for i, p in enumerate(panels):
+        try:
+            gain[i] = float(p.adu_per_photon_at(photon_energy_eV))
+        except Exception as e:  # a panel without a gain: an error only if it has spots
+            gain_errors[i] = e
+    return _FramePixels(
+        offset=offset,
+        width=width,
+        height=height,
+        image=_flat(images),
+        bad=bad,
+        saturation=saturation,
+        max_adu=np.array([float(getattr(p, "max_adu", math.inf)) for p in panels]),
+        gain=gain,
+        gain_errors=gain_errors,
+    )
+
+
+def _disc_index(
+    fp: _FramePixels, panel: np.ndarray, fs: np.ndarray, ss: np.ndarray, r1: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`disc_pixels` of predictions on any panels: flat indices of the covered
+    on-panel pixels, and the (N, D) panel-relative pixel indices and on-panel mask."""
+    dfs, dss = _disc_offsets(r1)
+    pf = (fs[:, None] + dfs).astype(np.int64)  # C's (int): truncation towards zero
+    ps = (ss[:, None] + dss).astype(np.int64)
+    w = fp.width[panel][:, None]
+    on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < fp.height[panel][:, None])
+    flat = fp.offset[panel][:, None] + ps * w + pf
+    return (flat.ravel() if on.all() else flat[on]), pf, ps, on
+
+
+def _overlap_counts(fp: _FramePixels, preds: list[_CrystalPrediction], r1: float) -> np.ndarray:
+    """``make_BgMask`` of every panel at once: int16 counts in the flat index space (the
+    same numbers as :func:`overlap_map` per panel)."""
+    counts = np.zeros(fp.size, dtype=np.int16)
+    panel = np.concatenate([pd.panel for pd in preds]) if preds else np.zeros(0, np.int64)
+    if panel.size:
+        fs = np.concatenate([pd.fs for pd in preds])
+        ss = np.concatenate([pd.ss for pd in preds])
+        np.add.at(counts, _disc_index(fp, panel, fs, ss, r1)[0], np.int16(1))
+    return counts
+
+
+def _integrate_flat(
+    pred: _CrystalPrediction,
+    fp: _FramePixels,
+    overlap: np.ndarray,
+    radii: tuple[float, float, float],
+    gradient: bool,
+    keep_saturated: bool,
+    reject_bad_peak: bool,
+) -> RingsResult:
+    """Integrate every reflection of one crystal, on all panels at once.
+
+    Only boxes entirely on their panel are gathered (the others are ``OFF_PANEL``), and only
+    their peak and background pixels, straight from the flat frame arrays into the
+    ring-pixel layout of :func:`_rings_kernel`.  ``n_peak``/``n_background`` are filled for
+    those boxes only.
+    """
+    n = len(pred.h)
+    out = RingsResult(
+        I=np.full(n, np.nan),
+        sigma=np.full(n, np.nan),
+        peak=np.full(n, np.nan),
+        background=np.full(n, np.nan),
+        status=np.full(n, _OFF_PANEL, dtype=np.int8),
+        saturated=np.zeros(n, dtype=bool),
+        n_peak=np.zeros(n, dtype=np.int64),
+        n_background=np.zeros(n, dtype=np.int64),
+    )
+    for i in fp.gain_errors:
+        if np.any(pred.panel == i):
+            raise fp.gain_errors[i]
+    r1, r2, r3 = (int(r) for r in radii)
+    rp = _ring_pixels(r1, r2, r3, r3)
+    cfs, css = central_pixels(pred.fs, pred.ss)
+    w, h = fp.width[pred.panel], fp.height[pred.panel]
+    sel = np.flatnonzero((cfs >= r3) & (cfs < w - r3) & (css >= r3) & (css < h - r3))
+    if sel.size == 0:
+        return out
+    panel, w = pred.panel[sel], w[sel]
+    base = fp.offset[panel] + css[sel] * w + cfs[sel]
+    i_pk = rp.pk_dss[:, None] * w + (rp.pk_dfs[:, None] + base)
+    i_bg = rp.bg_dss[:, None] * w + (rp.bg_dfs[:, None] + base)
+    v_pk, v_bg = fp.image.take(i_pk), fp.image.take(i_bg)
+    status = np.zeros(sel.size, dtype=np.int8)
+    if fp.bad is None:
+        pk = overlap.take(i_pk) <= 1
+        bg = overlap.take(i_bg) <= 0
+    else:
+        bad_pk = fp.bad.take(i_pk)
+        if reject_bad_peak:
+            status[bad_pk.any(axis=0)] = _BAD_PEAK_PIXEL
+        # make_BgMask: other discs exclude background/ignored pixels; a peak pixel is
+        # excluded only when a second disc (not just its own) covers it
+        pk = ~(bad_pk | (overlap.take(i_pk) > 1))
+        bg = ~(fp.bad.take(i_bg) | (overlap.take(i_bg) > 0))
+    limit = fp.max_adu[panel]  # float64: compared in double, as C promotes the float pixel
+    with np.errstate(invalid="ignore"):
+        over_pk = v_pk > limit
+        over_bg = v_bg > limit
+        if fp.saturation is not None:
+            over_pk |= v_pk > fp.saturation.take(i_pk)
+            over_bg |= v_bg > fp.saturation.take(i_bg)
+    res = _rings_kernel(
+        rp, v_pk, v_bg, pk, bg, over_pk, over_bg, status, fp.gain[panel], gradient,
+        keep_saturated,
+    )  # fmt: skip
+    _put(out, sel, res)
+    return out
+
+
+def _integrate_panels(
     pred: _CrystalPrediction,
     frame: Any,
     panels: list[Any],
@@ -559,10 +892,10 @@ def _integrate_prediction(
     gradient: bool,
     keep_saturated: bool,
     reject_bad_peak: bool,
-) -> tuple[RingsResult, int]:
-    """Integrate every reflection of one crystal, panel by panel."""
+) -> RingsResult:
+    """Integrate one crystal panel by panel with :func:`gather_boxes` and
+    :func:`integrate_rings` (frames whose arrays disagree with the geometry)."""
     n = len(pred.h)
-    half = int(radii[2])
     out = RingsResult(
         I=np.full(n, np.nan),
         sigma=np.full(n, np.nan),
@@ -573,11 +906,11 @@ def _integrate_prediction(
         n_peak=np.zeros(n, dtype=np.int64),
         n_background=np.zeros(n, dtype=np.int64),
     )
+    half = int(radii[2])
     sat_maps = getattr(frame, "saturation", None)
-    for i, p in enumerate(panels):
+    for i in np.unique(pred.panel).tolist():
+        p = panels[i]
         sel = np.flatnonzero(pred.panel == i)
-        if sel.size == 0:
-            continue
         cfs, css = central_pixels(pred.fs[sel], pred.ss[sel])
         boxes = gather_boxes(frame.data[p.name], frame.bad[p.name], cfs, css, half, overlaps[i])
         sat_win = None
@@ -595,11 +928,13 @@ def _integrate_prediction(
             saturation=sat_win,
             reject_bad_peak=reject_bad_peak,
         )
-        for f in ("I", "sigma", "peak", "background", "status", "saturated"):
-            getattr(out, f)[sel] = getattr(res, f)
-        out.n_peak[sel] = res.n_peak
-        out.n_background[sel] = res.n_background
-    return out, out.n_saturated
+        _put(out, sel, res)
+    return out
+
+
+def _put(out: RingsResult, sel: np.ndarray, res: RingsResult) -> None:
+    for f in ("I", "sigma", "peak", "background", "status", "saturated", "n_peak", "n_background"):
+        getattr(out, f)[sel] = getattr(res, f)
 
 
 def _settle_radius(
@@ -717,27 +1052,34 @@ def integrate_frame_crystfel(
         & (pd.r_star > float(x.profile_radius or 0.0) - profile_radius_tolerance)
         for pd, x in zip(preds, crystals, strict=True)
     ]
-    if use_stream_rows and any(np.any(a) for a in ambiguous):
-        old_radii = tuple(stream_radii) if stream_radii is not None else tuple(radii)
-        overlaps = _overlap_maps(panels, preds, float(old_radii[0]))
-        settled = []
-        for x, pd, amb in zip(crystals, preds, ambiguous, strict=True):
-            would_write = np.zeros(len(pd.h), dtype=bool)
-            if np.any(amb):
-                trial, _ = _integrate_prediction(
-                    pd.select(amb), overlaps=overlaps, **{**integrate, "radii": old_radii}
-                )
-                would_write[amb] = trial.status == Status.OK
-            settled.append(pd.select(_settle_radius(x, pd, would_write, profile_radius_tolerance)))
-        preds = settled
+    settle = use_stream_rows and any(np.any(a) for a in ambiguous)
+    old_radii = tuple(stream_radii) if stream_radii is not None else tuple(radii)
+    fp = _frame_pixels(frame, panels, photon_energy_eV)
+    if settle and old_radii == tuple(radii) and fp is not None:
+        preds, rings = _settle_in_one_pass(
+            crystals, preds, ambiguous, fp, integrate, profile_radius_tolerance
+        )
+    else:
+        if settle:
+            trial_radii = {**integrate, "radii": old_radii}
+            overlap = _overlap(fp, panels, preds, float(old_radii[0]))
+            settled = []
+            for x, pd, amb in zip(crystals, preds, ambiguous, strict=True):
+                would_write = np.zeros(len(pd.h), dtype=bool)
+                if np.any(amb):
+                    trial = _integrate(pd.select(amb), fp, overlap, **trial_radii)
+                    would_write[amb] = trial.status == _OK
+                keep = _settle_radius(x, pd, would_write, profile_radius_tolerance)
+                settled.append(pd.select(keep))
+            preds = settled
+        overlap = _overlap(fp, panels, preds, float(radii[0]))
+        rings = [_integrate(pd, fp, overlap, **integrate) for pd in preds]
 
-    overlaps = _overlap_maps(panels, preds, float(radii[0]))
     min_fs = np.array([p.min_fs for p in panels], dtype=np.float64)
     min_ss = np.array([p.min_ss for p in panels], dtype=np.float64)
     names = np.array([p.name for p in panels], dtype=object)
     results = []
-    for pd in preds:
-        res, n_sat = _integrate_prediction(pd, overlaps=overlaps, **integrate)
+    for pd, res in zip(preds, rings, strict=True):
         results.append(
             CrystalResult(
                 h=pd.h,
@@ -751,8 +1093,104 @@ def integrate_frame_crystfel(
                 ss=pd.ss + min_ss[pd.panel],
                 panel=names[pd.panel],
                 status=res.status,
-                n_saturated=n_sat,
+                n_saturated=res.n_saturated,
                 n_implausible=res.n_implausible,
             )
         )
     return results
+
+
+def _overlap(
+    fp: _FramePixels | None, panels: list[Any], preds: list[_CrystalPrediction], r1: float
+) -> np.ndarray | dict[int, np.ndarray]:
+    """The overlap mask of all of ``preds``: flat counts, or per-panel maps without ``fp``."""
+    if fp is not None:
+        return _overlap_counts(fp, preds, r1)
+    return _overlap_maps(panels, preds, r1, _panels_of(preds))
+
+
+def _integrate(
+    pred: _CrystalPrediction,
+    fp: _FramePixels | None,
+    overlap: np.ndarray | dict[int, np.ndarray],
+    *,
+    frame: Any,
+    panels: list[Any],
+    photon_energy_eV: float,
+    radii: tuple[float, float, float],
+    gradient: bool,
+    keep_saturated: bool,
+    reject_bad_peak: bool,
+) -> RingsResult:
+    """Integrate ``pred`` with an overlap mask from :func:`_overlap`."""
+    options = (radii, gradient, keep_saturated, reject_bad_peak)
+    if fp is not None:
+        assert isinstance(overlap, np.ndarray)
+        return _integrate_flat(pred, fp, overlap, *options)
+    assert isinstance(overlap, dict)
+    return _integrate_panels(pred, frame, panels, overlap, photon_energy_eV, *options)
+
+
+def _settle_in_one_pass(
+    crystals: list[Any],
+    preds: list[_CrystalPrediction],
+    ambiguous: list[np.ndarray],
+    fp: _FramePixels,
+    integrate: dict[str, Any],
+    tol: float,
+) -> tuple[list[_CrystalPrediction], list[RingsResult]]:
+    """Settle the profile radius and integrate, when the stream's radii are the ones used.
+
+    Integrating every over-predicted reflection once with the overlap mask of all of them
+    gives both the "would have been written" verdicts of the ambiguous ones and the final
+    numbers of everything else.  Reflections then dropped take their discs out of the
+    overlap mask; only the boxes containing one of those pixels are integrated again.  The
+    result is the same, number for number, as integrating the settled prediction set.
+    """
+    radii = integrate["radii"]
+    r1, half = float(radii[0]), int(radii[2])
+    args = (radii, integrate["gradient"], integrate["keep_saturated"], integrate["reject_bad_peak"])
+    overlap = _overlap_counts(fp, preds, r1)
+    rings = [_integrate_flat(pd, fp, overlap, *args) for pd in preds]
+    keeps = [
+        _settle_radius(x, pd, amb & (res.status == _OK), tol)
+        for x, pd, amb, res in zip(crystals, preds, ambiguous, rings, strict=True)
+    ]
+    if all(k.all() for k in keeps):
+        return preds, rings
+    # take the dropped discs out of the overlap mask (int16 arithmetic: exact)
+    gone = [np.flatnonzero(~k) for k in keeps]
+    panel = np.concatenate([pd.panel[g] for pd, g in zip(preds, gone)])
+    idx, pf, ps, on = _disc_index(
+        fp,
+        panel,
+        np.concatenate([pd.fs[g] for pd, g in zip(preds, gone)]),
+        np.concatenate([pd.ss[g] for pd, g in zip(preds, gone)]),
+        r1,
+    )
+    np.add.at(overlap, idx, np.int16(-1))
+    pn, pf, ps = np.broadcast_to(panel[:, None], on.shape)[on], pf[on], ps[on]
+    out_preds, out_rings = [], []
+    for pd, res, keep in zip(preds, rings, keeps, strict=True):
+        pd, res = pd.select(keep), _select(res, keep)
+        cfs, css = central_pixels(pd.fs, pd.ss)
+        # boxes (half-width int(r3)) holding a pixel whose count changed
+        redo = (
+            (pd.panel[:, None] == pn)
+            & (np.abs(cfs[:, None] - pf) <= half)
+            & (np.abs(css[:, None] - ps) <= half)
+        ).any(axis=1)
+        if redo.any():
+            _put(res, np.flatnonzero(redo), _integrate_flat(pd.select(redo), fp, overlap, *args))
+        out_preds.append(pd)
+        out_rings.append(res)
+    return out_preds, out_rings
+
+
+def _select(res: RingsResult, keep: np.ndarray) -> RingsResult:
+    return RingsResult(
+        *(getattr(res, f)[keep] for f in ("I", "sigma", "peak", "background", "status")),
+        saturated=res.saturated[keep],
+        n_peak=res.n_peak[keep],
+        n_background=res.n_background[keep],
+    )
