@@ -104,12 +104,16 @@ def test_sigint_leaves_no_partial_output(r345, tmp_path):
     with read_stream(r345) as r:
         header, body = r.header.raw, b"".join(c.raw for c in r)
     big = tmp_path / "big.stream"
-    big.write_bytes(header + body * 20)
+    big.write_bytes(header + body * 100)
     (tmp_path / "lyso_dev.h5").symlink_to(r345.parent / "lyso_dev.h5")
     out = tmp_path / "out.stream"
     proc = subprocess.Popen([sys.executable, "-m", "streamfilter.cli", "reintegrate", str(big),
                              "-o", str(out), "-j", "2", "-q"], stderr=subprocess.PIPE)
-    time.sleep(4)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.stream.*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the run is writing its temporary output
+    time.sleep(0.5)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
