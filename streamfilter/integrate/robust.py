@@ -64,6 +64,8 @@ import numpy as np
 
 from streamfilter.integrate.boxes import (
     Boxes,
+    _take_window,
+    _window_index,
     central_pixels,
     gather_boxes,
     gather_window,
@@ -511,7 +513,18 @@ class RadialBackground:
         """Model (ADU), pixel variance ``F g max(model, g)`` and model variance (ADU^2) at
         pixels of ``panel`` with the given ``rho`` (px) and azimuth ``phi`` (rad); NaN where
         ``rho`` is NaN or outside the fitted rings."""
-        n_ring, p = self.coef.shape
+        p = self.coef.shape[1]
+        finite = np.isfinite(rho)
+        phi = np.where(finite, phi, 0.0)
+        hx = _harmonics(phi.ravel(), (p - 1) // 2).reshape(rho.shape + (p,))
+        return self._evaluate(panel, rho, phi, hx)
+
+    def _evaluate(
+        self, panel: str, rho: np.ndarray, phi: np.ndarray, hx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`evaluate` with the harmonics ``hx`` (``rho.shape + (p,)``) of ``phi`` given
+        (their values do not matter where ``rho`` is NaN)."""
+        n_ring = self.coef.shape[0]
         n_az = self.q_cell.shape[1]
         finite = np.isfinite(rho)
         rho = np.where(finite, rho, 0.0)
@@ -519,10 +532,8 @@ class RadialBackground:
         i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_ring - 1)
         i1 = np.minimum(i0 + 1, n_ring - 1)
         frac = np.clip(pos - i0, 0.0, 1.0)
-        hx = _harmonics(np.where(finite, phi, 0.0).ravel(), (p - 1) // 2)
-        hx = hx.reshape(rho.shape + (p,))
-        lo = np.einsum("...j,...j->...", self.coef[i0], hx)
-        model = lo + frac * (np.einsum("...j,...j->...", self.coef[i1], hx) - lo)
+        c0 = self.coef[i0]
+        model = np.einsum("...j,...j->...", c0 + frac[..., None] * (self.coef[i1] - c0), hx)
         model[~finite | ~(self.fitted[i0] | self.fitted[i1])] = np.nan
         g = float(self.gain[panel])
         pixel_var = float(self.excess[panel]) * g * np.maximum(model, g)
@@ -537,9 +548,12 @@ class RadialBackground:
         self, panel: str, centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
     ) -> BackgroundWindows:
         """The model of ``panel`` cut into ``(N, 2W+1, 2W+1)`` boxes (NaN off the panel)."""
-        rho, _ = gather_window(self.grid.rho[panel], centre_fs, centre_ss, half_width, np.nan)
-        phi, _ = gather_window(self.grid.phi[panel], centre_fs, centre_ss, half_width, 0.0)
-        return BackgroundWindows(*self.evaluate(panel, rho, phi))
+        rho_map = self.grid.rho[panel]
+        idx, on = _window_index(rho_map.shape, centre_fs, centre_ss, half_width)
+        rho = _take_window(rho_map, idx, on, np.nan)
+        phi = _take_window(self.grid.phi[panel], idx, on, 0.0)
+        hx = _grid_harmonics(self.grid, panel, (self.coef.shape[1] - 1) // 2)[idx]
+        return BackgroundWindows(*self._evaluate(panel, rho, phi, hx))
 
     def image(self, panel: str) -> np.ndarray:
         """The model over the whole panel (ADU, (h, w)), e.g. for plots."""
@@ -554,6 +568,18 @@ def _harmonics(phi: np.ndarray, order: int) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def _grid_harmonics(grid: PolarGrid, panel: str, order: int) -> np.ndarray:
+    """``_harmonics`` of every pixel of ``panel``, ``(h * w, 2 order + 1)`` (cached on the
+    grid: the geometry is the same from frame to frame)."""
+    cache = grid.__dict__.setdefault("_harmonics", {})
+    key = (panel, order)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = _harmonics(grid.phi[panel].ravel(), order)
+        hit.flags.writeable = False
+    return hit
+
+
 def _smooth_quadratic(y: np.ndarray, weight: np.ndarray, half: int) -> np.ndarray:
     """Weighted local-quadratic (Savitzky-Golay) smoothing of the columns of ``y`` (nb, k)
     over +-``half`` bins; bins without weight in their window come out NaN."""
@@ -561,19 +587,18 @@ def _smooth_quadratic(y: np.ndarray, weight: np.ndarray, half: int) -> np.ndarra
         return np.where(weight[:, None] > 0, y, np.nan)
     off = np.arange(-half, half + 1, dtype=np.float64)
     yw = np.where(weight[:, None] > 0, y, 0.0) * weight[:, None]
-
-    def corr(a: np.ndarray, j: int) -> np.ndarray:
-        # sum_d a[c + d] * d**j for every centre c (zero outside)
-        return np.convolve(a, (off**j)[::-1], mode="same")
-
-    mom = [corr(weight, j) for j in range(5)]
-    mat = np.stack([np.stack([mom[i + j] for j in range(3)], -1) for i in range(3)], -2)
-    mat = mat + np.eye(3) * 1e-9 * np.maximum(mom[0], 1.0)[:, None, None]
-    out = np.empty_like(y)
-    for c in range(y.shape[1]):
-        rhs = np.stack([corr(yw[:, c], j) for j in range(3)], -1)
-        out[:, c] = np.linalg.solve(mat, rhs[..., None])[:, 0, 0]
-    out[mom[0] <= 0] = np.nan
+    # sum_d a[c + d] * d**j for every centre c (zero outside), j = 0..4, of the weights and
+    # of every weighted column at once
+    cols = np.pad(np.concatenate([weight[:, None], yw], axis=1), ((half, half), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(cols, 2 * half + 1, axis=0)
+    mom = win @ (off[:, None] ** np.arange(5))  # (nb, 1 + k, 5)
+    m0 = mom[:, 0, :]
+    hankel = np.arange(3)[:, None] + np.arange(3)[None, :]
+    mat = m0[:, hankel] + np.eye(3) * 1e-9 * np.maximum(m0[:, 0], 1.0)[:, None, None]
+    # the centre value is the constant term: first row of mat^-1 times the moments
+    first = np.linalg.inv(mat)[:, 0, :]
+    out = np.einsum("nj,nkj->nk", first, mom[:, 1:, :3])
+    out[m0[:, 0] <= 0] = np.nan
     return out
 
 
@@ -590,11 +615,11 @@ def _sg_variance_factor(half: int) -> float:
 class _RadialPlan:
     """Geometry-only arrays of :func:`fit_radial_background`, computed once per grid."""
 
-    panel_id: np.ndarray  # (N,) panel of each pixel
-    cell: np.ndarray  # (N,) ring * n_azimuth + sector
     n_ring: int
+    n_panel: int
+    pcell: np.ndarray  # (N,) per pixel: panel * n_ring * n_azimuth + ring * n_azimuth + sector
     hs: np.ndarray  # (n_azimuth, p) harmonics at the sector centres
-    outer: np.ndarray  # (n_azimuth, p, p)
+    outer: np.ndarray  # (n_azimuth, p * p) products of the harmonics
 
 
 def _radial_plan(grid: PolarGrid, names: list[str], harmonics: int, n_azimuth: int) -> _RadialPlan:
@@ -609,12 +634,14 @@ def _radial_plan(grid: PolarGrid, names: list[str], harmonics: int, n_azimuth: i
     sector = np.clip(sector, 0, n_azimuth - 1)
     sec_phi = (np.arange(n_azimuth) + 0.5) * (2 * math.pi / n_azimuth) - math.pi
     hs = _harmonics(sec_phi, harmonics)
+    n_ring = int(ring.max()) + 1
+    panel_id = np.repeat(np.arange(len(names)), [grid.rho[k].size for k in names])
     plan = _RadialPlan(
-        panel_id=np.repeat(np.arange(len(names)), [grid.rho[k].size for k in names]),
-        cell=ring * n_azimuth + sector,
-        n_ring=int(ring.max()) + 1,
+        n_ring=n_ring,
+        n_panel=len(names),
+        pcell=(panel_id * n_ring + ring) * n_azimuth + sector,
         hs=hs,
-        outer=hs[:, :, None] * hs[:, None, :],
+        outer=(hs[:, :, None] * hs[:, None, :]).reshape(n_azimuth, -1),
     )
     plans[key] = plan
     return plan
@@ -660,25 +687,39 @@ def fit_radial_background(
     """
     names = list(data)
     plan = _radial_plan(grid, names, harmonics, n_azimuth)
-    y = np.concatenate([np.asarray(data[k], dtype=np.float64).ravel() for k in names])
+    n_pan, n_ring = plan.n_panel, plan.n_ring
+    n_cells = n_ring * n_azimuth
+    n_bins = n_pan * n_cells
+    p = plan.hs.shape[1]
+    y = np.concatenate([np.asarray(data[k]).ravel() for k in names])
     good = np.concatenate([np.asarray(usable[k], dtype=bool).ravel() for k in names])
     good &= np.isfinite(y)
-    y = np.where(good, y, 0.0)
+    # Only the usable pixels, in their order: the sums below skip nothing but zeros.
+    at = np.flatnonzero(good)
+    y = y[at].astype(np.float64)
+    bins = plan.pcell[at]
     gains = np.array([float(adu_per_photon[k]) for k in names])
-    gain = gains[plan.panel_id]
-    n_cells = plan.n_ring * n_azimuth
-    p = plan.hs.shape[1]
+    gain = np.repeat(gains, n_cells)  # per (panel, ring, sector) bin
     idx = np.arange(1, p)
-    centres = np.arange(plan.n_ring, dtype=np.float64)
+    centres = np.arange(n_ring, dtype=np.float64)
     clip_var = _truncated_variance_factor(clip_sigma)
 
-    use = good
-    excess = np.ones(len(names))
+    # Sufficient statistics per (panel, ring, sector) bin of the pixels the fit uses: the
+    # model is constant over a bin, so the residual sums follow from them.  Clipped pixels
+    # (few) are taken out of the sums of all usable pixels.
+    def stats(b: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.bincount(b, minlength=n_bins), np.bincount(b, v, minlength=n_bins),
+             np.bincount(b, v * v, minlength=n_bins)]
+        )  # fmt: skip
+
+    all_stats = stats(bins, y)
+    use = all_stats
+    excess = np.ones(n_pan)
     for it in range(n_iter):
-        wt = use.astype(np.float64)
-        cnt = np.bincount(plan.cell, wt, minlength=n_cells).reshape(plan.n_ring, n_azimuth)
-        tot = np.bincount(plan.cell, wt * y, minlength=n_cells).reshape(plan.n_ring, n_azimuth)
-        ata = np.einsum("rs,sij->rij", cnt, plan.outer)
+        cnt, tot = use[0].reshape(n_pan, n_cells).sum(0), use[1].reshape(n_pan, n_cells).sum(0)
+        cnt, tot = cnt.reshape(n_ring, n_azimuth), tot.reshape(n_ring, n_azimuth)
+        ata = (cnt @ plan.outer).reshape(n_ring, p, p)
         n_r = cnt.sum(axis=1)
         ata[:, idx, idx] += ridge * np.maximum(n_r, 1.0)[:, None]
         ata[:, 0, 0] += 1e-9
@@ -693,19 +734,28 @@ def fit_radial_background(
         )
         # Residuals against the model on the (ring, sector) grid: cheap, and close enough
         # for a 3-sigma cut and for the excess-scatter estimate.
-        coarse = (filled @ plan.hs.T).ravel()[plan.cell]
+        coarse = np.tile((filled @ plan.hs.T).ravel(), n_pan)
         poisson = gain * np.maximum(coarse, gain)
-        resid = y - coarse
-        r2 = np.bincount(plan.panel_id, wt * resid * resid, minlength=len(names))
-        pv = np.bincount(plan.panel_id, wt * poisson, minlength=len(names))
+        r2 = use[2] - 2.0 * coarse * use[1] + coarse * coarse * use[0]
+        r2 = r2.reshape(n_pan, n_cells).sum(1)
+        pv = (use[0] * poisson).reshape(n_pan, n_cells).sum(1)
         excess = np.where(pv > 0, r2 / np.maximum(pv, 1e-300), 1.0)
         if it > 0:
             excess /= clip_var
         if it < n_iter - 1:
-            use = good & (resid <= clip_sigma * np.sqrt(excess[plan.panel_id] * poisson))
+            limit = clip_sigma * np.sqrt(np.repeat(excess, n_cells) * poisson)
+            # a pixel is clipped when not (y - model <= limit); one cheap pass finds the
+            # candidates (y above model + limit less a margin far wider than the rounding
+            # error), the exact test runs on those only
+            with np.errstate(invalid="ignore"):
+                floor = coarse + limit - 1e-9 * (np.abs(coarse) + np.abs(limit))
+            floor[np.isnan(floor)] = -np.inf
+            cand = np.flatnonzero(y > floor[bins])
+            clipped = cand[~(y[cand] - coarse[bins[cand]] <= limit[bins[cand]])]
+            use = all_stats - stats(bins[clipped], y[clipped])
     if not ok.any():
-        filled = np.full((plan.n_ring, p), np.nan)
-    q_cell = np.einsum("si,rij,sj->rs", plan.hs, inv, plan.hs) * _sg_variance_factor(smooth)
+        filled = np.full((n_ring, p), np.nan)
+    q_cell = (inv.reshape(n_ring, p * p) @ plan.outer.T) * _sg_variance_factor(smooth)
     return RadialBackground(
         coef=filled,
         fitted=ok,
