@@ -140,15 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
-    signal.signal(signal.SIGTERM, _terminate)
+    from .stream.writer import clear_stop_requests, quiet_unraisable, request_stop
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    clear_stop_requests()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, quiet_unraisable
+    signal.signal(signal.SIGTERM, request_stop)  # SIGTERM stops a run as Ctrl-C does
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, request_stop)
     try:
         return int(args.func(args) or 0)
     except StreamfilterError as e:
@@ -162,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         _eprint(f"streamfilter {args.command}: error: {e}")
         return 2
+    finally:
+        clear_stop_requests()
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = previous_hook
 
 
 if __name__ == "__main__":

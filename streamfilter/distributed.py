@@ -57,7 +57,8 @@ def process_range(config: ReintegrateConfig, path: str, header_end: int, a: int,
     """
     proc = _worker_processor(config)
     out = []
-    with read_range_bytes(path, header_end, a, b, first_index, first_line) as reader:
+    with read_range_bytes(path, header_end, a, b, first_index, first_line,
+                          keep_going=config.keep_going) as reader:
         for chunk in reader:
             res = proc.process(chunk)
             res.preceding = chunk.preceding

@@ -39,6 +39,11 @@ class StreamFormatError(StreamfilterError):
         self.text = text
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # picklable with its fields, so that an error raised in a worker process reaches
+        # the parent intact (multiprocessing re-raises it there)
+        return (type(self), (self.path, self.line_no, self.chunk_no, self.message, self.text))
+
     def __str__(self) -> str:
         where = self.path
         if self.line_no is not None:

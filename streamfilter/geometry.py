@@ -1057,6 +1057,10 @@ class _Parser:
         need("fs", "an fs direction")
         need("ss", "an ss direction")
         need("res", "res (pixels per metre)")
+        for key in ("corner_x", "corner_y", "res", "coffset"):  # inf would reach the maths
+            if p[key] is not None and not math.isfinite(p[key]):
+                raise self.error(lines.get(key, line_no), f"{name}/{key}",
+                                 f"panel {name}: {key} must be a finite number")
         dims = self.check_dims(name, p["dims"], lines, line_no)
         masks = []
         for num in sorted(p["masks"]):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StreamfilterError
+from .errors import StreamfilterError, StreamFormatError
 from .stream import Chunk, ReflectionTable, StreamHeader, TableUpdate
 
 DEFAULT_RADII = (4.0, 5.0, 7.0)
@@ -59,6 +59,10 @@ class ReintegrateConfig:
     upgrade : bool
         The input is format 2.1/2.2: every chunk is first converted to 2.3 (panel names
         from the geometry, see :mod:`streamfilter.upgrade`), as the output header says 2.3.
+    keep_going : bool
+        A chunk whose text cannot be used (a malformed row, a crystal without usable
+        astar/bstar/cstar, ...) is passed through unchanged and counted instead of stopping
+        the run with a :class:`~streamfilter.errors.StreamFormatError`.
     """
 
     geometry_text: str
@@ -72,6 +76,7 @@ class ReintegrateConfig:
     diagnostics: bool = False
     stream_radii: tuple[float, float, float] | None = None
     upgrade: bool = False
+    keep_going: bool = False
 
 
 @dataclass
@@ -112,13 +117,38 @@ class ChunkProcessor:
         self.frames.close()
 
     def process(self, chunk: Chunk) -> ChunkResult:
-        """The new bytes of ``chunk`` with every crystal's table re-integrated."""
+        """The new bytes of ``chunk`` with every crystal's table re-integrated.
+
+        A chunk that cannot be used raises :class:`StreamFormatError` naming file, line and
+        chunk, or with ``keep_going`` is passed through unchanged and counted.  Any other
+        failure inside one chunk is reported the same way (as an internal error), so a run
+        never ends with a traceback and never silently loses a chunk.
+        """
+        from .geometry import GeometryError
+
+        if chunk.malformed is not None:
+            return _passed_through(chunk, str(chunk.malformed))
+        try:
+            return self._process(chunk)
+        except (StreamFormatError, GeometryError) as e:
+            if isinstance(e, GeometryError):  # e.g. a header value this frame lacks
+                e = chunk.error(f"geometry: {e}")
+            if not self.config.keep_going:
+                raise e from None
+            return _passed_through(chunk, str(e))
+        except StreamfilterError:
+            raise
+        except Exception as e:  # noqa: BLE001 - turned into an error that names the chunk
+            err = chunk.error(f"internal error while re-integrating this chunk: "
+                              f"{type(e).__name__}: {e}")
+            if not self.config.keep_going:
+                raise err from e
+            return _passed_through(chunk, str(err))
+
+    def _process(self, chunk: Chunk) -> ChunkResult:
         from .frames import FrameError
 
         counters: Counter = Counter(chunks=1)
-        if chunk.malformed is not None:
-            counters["passed_through"] += 1
-            return ChunkResult(chunk.raw, counters, str(chunk.malformed))
         if self._upgrader is not None and chunk.version != "2.3":
             chunk = Chunk(self._upgrader.chunk(chunk), index=chunk.index, line_no=chunk.line_no,
                           version="2.3", path=chunk.path, preceding=chunk.preceding)
@@ -129,15 +159,16 @@ class ChunkProcessor:
         energy = chunk.photon_energy_eV
         try:
             if energy is None:
-                raise FrameError(f"{chunk.path}, chunk {chunk.index}: no photon_energy_eV")
+                raise FrameError("the chunk has no photon_energy_eV line")
             frame = self.frames.load(chunk.filename, chunk.event)
         except (FrameError, OSError) as e:
+            where = f"{chunk.path}, line {chunk.line_no}, chunk {chunk.index}"
             if self.config.strict:
-                raise StreamfilterError(f"chunk {chunk.index} (line {chunk.line_no}): {e}") \
-                    from e
+                raise StreamfilterError(f"{where}: {e}") from e
             counters["passed_through"] += 1
-            return ChunkResult(chunk.raw, counters,
-                               f"chunk {chunk.index} (line {chunk.line_no}): {e}")
+            return ChunkResult(chunk.raw, counters, f"{where}: {e}")
+        for xtal in crystals:
+            _check_crystal(chunk, xtal, energy)
         counters["frames_read"] += 1
         results = self._integrate(frame, self.detector, crystals, energy, chunk)
         updates = {}
@@ -160,6 +191,49 @@ class ChunkProcessor:
         if diag:
             merged = {k: np.concatenate([d[k] for d in diag]) for k in TABLE_COLUMNS}
         return ChunkResult(body, counters, None, merged)
+
+
+def _passed_through(chunk: Chunk, why: str) -> ChunkResult:
+    return ChunkResult(chunk.raw, Counter(chunks=1, passed_through=1), why)
+
+
+# 100 MeV: far above any X-ray or (photon-equivalent) electron-diffraction energy; beyond it
+# the Ewald sphere is so flat that the prediction would examine ~1e9 candidate reflections.
+MAX_PHOTON_ENERGY_EV = 1e8
+
+
+def _check_crystal(chunk: Chunk, xtal: Any, energy: float) -> None:
+    """Refuse values no prediction can use (CrystFEL would crash or predict nonsense):
+    missing or non-finite astar/bstar/cstar, a singular basis, a photon energy outside
+    (0, 100 MeV], a profile radius, bandwidth or detector shift far outside any real one, a
+    2.3 reflection table without panel names."""
+    where = xtal.line_no
+    if not (0 < energy <= MAX_PHOTON_ENERGY_EV):  # also False for NaN
+        raise chunk.error(f"photon_energy_eV = {energy:g} is not a plausible photon energy "
+                          f"(0 < E <= {MAX_PHOTON_ENERGY_EV:g} eV)", where)
+    vectors = (xtal.astar, xtal.bstar, xtal.cstar)
+    if any(v is None for v in vectors):
+        raise chunk.error("crystal has no astar/bstar/cstar (three numbers each)", where)
+    with np.errstate(all="ignore"):
+        recip = np.array(vectors, dtype=np.float64) * 1e9  # m^-1, as the prediction uses
+        usable = np.isfinite(recip).all() and abs(np.linalg.det(recip)) > 0 and \
+            np.isfinite(np.linalg.inv(recip)).all()
+    if not usable:
+        raise chunk.error("crystal's astar/bstar/cstar are not finite, independent vectors",
+                          where)
+    table = xtal.reflections
+    if table is not None and table.panel is None and chunk.version == "2.3":
+        raise chunk.error("reflection table without a panel column (its header line is not "
+                          "the format-2.3 one)", xtal.rows_line_no)
+    # Generous bounds (real values are ~0.005 nm^-1, ~1e-8 and < 1 mm); beyond them the
+    # arithmetic overflows or the prediction examines billions of candidates.
+    for name, value, lo, hi in (
+            ("profile_radius (nm^-1)", xtal.profile_radius, -1.0, 1.0),
+            ("beam_bandwidth", chunk.beam_bandwidth, 0.0, 0.5),
+            ("predict_refine/det_shift x (mm)", xtal.det_shift_mm[0], -1e3, 1e3),
+            ("predict_refine/det_shift y (mm)", xtal.det_shift_mm[1], -1e3, 1e3)):
+        if value is not None and not lo <= value <= hi:  # also False for NaN
+            raise chunk.error(f"{name} = {value:g} is outside [{lo:g}, {hi:g}]", where)
 
 
 def _frame_integrator(config: ReintegrateConfig) -> Callable:
@@ -229,22 +303,32 @@ def _worker_processor(config: ReintegrateConfig) -> ChunkProcessor:
 
 
 def _init_pool_worker() -> None:
-    # The parent handles Ctrl-C and shuts the pool down; workers must not print tracebacks.
+    # The parent handles Ctrl-C and shuts the pool down; workers must not print tracebacks
+    # (nor turn the SIGTERM of a pool shutdown into a KeyboardInterrupt, as the CLI's
+    # handler inherited through fork would).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def process_batch(config: ReintegrateConfig, batch: list[tuple[bytes, int, int, str, str]]
-                  ) -> list[ChunkResult]:
-    """Process a batch of chunks given as (raw, index, line_no, version, path) tuples.
+def process_batch(config: ReintegrateConfig, batch: list[tuple]) -> list[ChunkResult]:
+    """Process a batch of chunks given as (raw, index, line_no, version, path[, malformed])
+    tuples (``malformed``: the reader's StreamFormatError for a broken chunk, or None).
 
     This is the pure function every engine maps: the same bytes in give the same bytes out.
     """
     proc = _worker_processor(config)
     out = []
-    for raw, index, line_no, version, path in batch:
-        chunk = Chunk(raw, index=index, line_no=line_no, version=version, path=path)
+    for raw, index, line_no, version, path, *malformed in batch:
+        chunk = Chunk(raw, index=index, line_no=line_no, version=version, path=path,
+                      malformed=malformed[0] if malformed else None)
         out.append(proc.process(chunk))
     return out
+
+
+class WorkerDiedError(StreamfilterError):
+    """A worker process was killed (the work done before it is valid: resumable)."""
+
+    resumable = True
 
 
 def ordered_map(func: Callable, items: Iterable, *, jobs: int, in_flight: int | None = None
@@ -255,6 +339,7 @@ def ordered_map(func: Callable, items: Iterable, *, jobs: int, in_flight: int | 
     waited for, so a huge input never piles up in memory (backpressure).
     """
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     in_flight = in_flight or 2 * jobs
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker)
@@ -266,6 +351,8 @@ def ordered_map(func: Callable, items: Iterable, *, jobs: int, in_flight: int | 
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BrokenProcessPool as e:
+        raise WorkerDiedError("a worker process died (killed, or out of memory?)") from e
     finally:
         for f in pending:
             f.cancel()
@@ -349,7 +436,7 @@ def config_for(header: StreamHeader, stream_path: str, *, method: str = "crystfe
                int_radius: tuple[float, float, float] | None = None,
                background: str | None = None, geometry: str | None = None,
                data_roots: Iterable[str] = (), strict: bool = False,
-               diagnostics: bool = False) -> ReintegrateConfig:
+               diagnostics: bool = False, keep_going: bool = False) -> ReintegrateConfig:
     """The configuration for a stream: radii and ``-grad``/``-sat`` default to those of its
     indexamajig command line (CrystFEL's 4,5,7 when absent)."""
     if geometry is not None:
@@ -368,16 +455,22 @@ def config_for(header: StreamHeader, stream_path: str, *, method: str = "crystfe
         background=background, search_dirs=(stream_dir, *map(str, data_roots)),
         strict=strict, diagnostics=diagnostics,
         stream_radii=header.int_radius or DEFAULT_RADII,
-        upgrade=header.format_version in ("2.0", "2.1", "2.2"))
+        upgrade=header.format_version in ("2.0", "2.1", "2.2"), keep_going=keep_going)
 
 
-def _batches(reader: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
+def _batches(reader: Iterable[Chunk], size: int, errors: list[StreamFormatError]
+             ) -> Iterator[list[Chunk]]:
+    """Batches of chunks.  A reader error ends the batches and goes to ``errors``, so that
+    it is raised after the chunks before it were processed, as with ``-j 1``."""
     batch: list[Chunk] = []
-    for chunk in reader:
-        batch.append(chunk)
-        if len(batch) >= size:
-            yield batch
-            batch = []
+    try:
+        for chunk in reader:
+            batch.append(chunk)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except StreamFormatError as e:
+        errors.append(e)
     if batch:
         yield batch
 
@@ -394,13 +487,14 @@ def run_chunks(chunks: Iterable[Chunk], config: ReintegrateConfig, *, jobs: int 
         finally:
             proc.close()
         return
-    batches = _batches(chunks, batch_size)
+    reader_errors: list[StreamFormatError] = []
+    batches = _batches(chunks, batch_size, reader_errors)
     held: deque = deque()
 
     def payloads():
         for b in batches:
             held.append(b)
-            yield [(c.raw, c.index, c.line_no, c.version, c.path) for c in b]
+            yield [(c.raw, c.index, c.line_no, c.version, c.path, c.malformed) for c in b]
 
     if dask is not None:
         from .distributed import dask_ordered_map
@@ -414,6 +508,8 @@ def run_chunks(chunks: Iterable[Chunk], config: ReintegrateConfig, *, jobs: int 
         batch = held.popleft()
         for chunk, r in zip(batch, res):
             yield chunk, r
+    if reader_errors:
+        raise reader_errors[0]
 
 
 def default_jobs() -> int:

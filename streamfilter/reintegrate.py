@@ -6,34 +6,62 @@ The library entry point is :func:`reintegrate`; the CLI only parses options.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import dataclasses
+import io
+import math
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import StreamfilterError
+from .errors import StreamfilterError, StreamFormatError
+from .journal import (
+    DEFAULT_INTERVAL,
+    Checkpoint,
+    InputIdentity,
+    ResumableRun,
+    clear_stale,
+    is_resumable,
+    journal_path,
+    options_digest,
+    partial_path,
+    read_journal,
+)
 from .pipeline import (
     DEFAULT_RADII,
     METHODS,
     TABLE_COLUMNS,
+    ReintegrateConfig,
     ReintegrateSummary,
     add_provenance,
     config_for,
     run_chunks,
 )
 from .progress import byte_progress, input_size
-from .stream import StreamWriter, is_same_file, read_stream
+from .stream import (
+    StreamHeader,
+    StreamReader,
+    StreamWriter,
+    atomic_output,
+    is_same_file,
+    read_stream,
+)
 
 
 class _TableWriter:
-    """Per-reflection diagnostics as CSV, written chunk by chunk (constant memory)."""
+    """Per-reflection diagnostics as CSV, written chunk by chunk (constant memory) to a binary
+    file (a temporary or partial output)."""
 
-    def __init__(self, path: str) -> None:
-        self._f = open(path, "w", newline="")  # noqa: SIM115
-        self._w = csv.writer(self._f)
-        self._w.writerow(TABLE_COLUMNS)
+    def __init__(self, f: BinaryIO, *, header: bool = True) -> None:
+        self._f = f
+        if header:
+            self._rows([TABLE_COLUMNS])
 
     def write(self, diag: dict[str, np.ndarray] | None) -> None:
         if not diag:
@@ -44,24 +72,40 @@ class _TableWriter:
             if v.dtype.kind == "f":
                 v = np.char.mod("%.3f", v)
             cols.append(v.tolist())
-        self._w.writerows(zip(*cols))
+        self._rows(zip(*cols))
 
-    def close(self) -> None:
-        self._f.close()
+    def _rows(self, rows: Iterable) -> None:
+        text = io.StringIO()
+        csv.writer(text).writerows(rows)
+        self._f.write(text.getvalue().encode())
 
 
-def reintegrate(input_path: str, output_path: str, *, method: str = "crystfel",
-                int_radius: tuple[float, float, float] | None = None,
-                background: str | None = None, geometry: str | None = None,
-                data_roots: Sequence[str] = (), jobs: int = 1, dask: str | None = None,
-                table: str | None = None, strict: bool = False, keep_going: bool = False,
-                quiet: bool = True, batch_size: int = 8) -> ReintegrateSummary:
+def reintegrate(
+    input_path: str,
+    output_path: str,
+    *,
+    method: str = "crystfel",
+    int_radius: tuple[float, float, float] | None = None,
+    background: str | None = None,
+    geometry: str | None = None,
+    data_roots: Sequence[str] = (),
+    jobs: int = 1,
+    dask: str | None = None,
+    table: str | None = None,
+    strict: bool = False,
+    keep_going: bool = False,
+    quiet: bool = True,
+    batch_size: int = 8,
+    resume: bool = False,
+    journal_every: float = DEFAULT_INTERVAL,
+) -> ReintegrateSummary:
     """Re-integrate ``input_path`` into ``output_path`` (``-`` for stdin/stdout).
 
     Every chunk with crystals has its frame loaded once; every crystal's reflection table and
     counters are replaced; all other bytes are copied.  A chunk whose frame cannot be read is
     copied unchanged and listed in the summary (``strict=True`` makes that an error).
-    Output goes to a temporary file renamed at the end.
+    Output goes to a temporary file renamed at the end, so an error or an interruption never
+    leaves a file at ``output_path``.
 
     Parameters
     ----------
@@ -72,49 +116,305 @@ def reintegrate(input_path: str, output_path: str, *, method: str = "crystfel",
     data_roots : extra directories in which to look for the frames
     jobs : worker processes (``-j``); ``dask``: ``"local"`` or a scheduler address
     table : write per-reflection diagnostics (CSV) to this file
+    strict : a frame that cannot be read is an error
+    keep_going : a chunk whose text cannot be used is copied verbatim and counted instead
+        of stopping the run (every input chunk then comes out, rewritten or verbatim)
+    resume : write ``OUT.partial`` plus a progress journal ``OUT.sfjournal`` (see
+        :mod:`streamfilter.journal`), and continue from that journal if an earlier run with
+        the same input and options was interrupted; the result is byte-identical to an
+        uninterrupted run.  Needs a regular, uncompressed input file and a file output.
+    journal_every : seconds between journal checkpoints (``resume`` only)
     """
-    if is_same_file(input_path, output_path):
-        raise StreamfilterError(f"{output_path}: output is the input; refusing to overwrite")
+    _refuse_overwrites(input_path, output_path, table)
+    if resume:
+        _check_resumable(input_path, output_path, table, dask)
     t0 = time.perf_counter()
     summary = ReintegrateSummary()
-    with read_stream(input_path, keep_going=keep_going) as reader:
-        config = config_for(reader.header, input_path, method=method, int_radius=int_radius,
-                            background=background, geometry=geometry, data_roots=data_roots,
-                            strict=strict, diagnostics=table is not None)
-        summary.config = config
-        table_writer = _TableWriter(table) if table else None
-        try:
-            with StreamWriter(output_path) as writer, \
-                    byte_progress(input_size(input_path), "reintegrate", quiet) as bar:
-                writer.write(add_provenance(reader.header, config))
-                if dask is not None and input_size(input_path) is not None:
-                    # Workers read their chunk ranges from the file; the client only the index.
-                    from .distributed import dask_range_map
-                    from .stream.index import build_index
-
-                    results = dask_range_map(config, build_index(input_path), dask,
-                                             jobs=max(jobs, 1))
-                    for result in results:
-                        writer.write(result.preceding)
-                        writer.write(result.body)
-                        summary.add(result)
-                        if table_writer is not None:
-                            table_writer.write(result.diagnostics)
-                    return summary
-                for chunk, result in run_chunks(reader, config, jobs=jobs, dask=dask,
-                                                batch_size=batch_size):
-                    writer.write(chunk.preceding)
-                    writer.write(result.body)
-                    summary.add(result)
-                    if table_writer is not None:
-                        table_writer.write(result.diagnostics)
-                    bar.update(reader.bytes_read - bar.n)
-                writer.write(reader.trailer)
-        finally:
-            if table_writer is not None:
-                table_writer.close()
-            summary.seconds = time.perf_counter() - t0
+    try:
+        with read_stream(input_path, keep_going=keep_going) as reader:
+            config = config_for(
+                reader.header,
+                input_path,
+                method=method,
+                int_radius=int_radius,
+                background=background,
+                geometry=geometry,
+                data_roots=data_roots,
+                strict=strict,
+                diagnostics=table is not None,
+                keep_going=keep_going,
+            )
+            _check_geometry(config, reader.header, input_path, geometry)
+            summary.config = config
+            if resume:
+                _run_resumable(
+                    reader,
+                    config,
+                    summary,
+                    input_path,
+                    output_path,
+                    table,
+                    jobs=jobs,
+                    batch_size=batch_size,
+                    quiet=quiet,
+                    interval=journal_every,
+                )
+            else:
+                _run(
+                    reader,
+                    config,
+                    summary,
+                    input_path,
+                    output_path,
+                    table,
+                    jobs=jobs,
+                    dask=dask,
+                    batch_size=batch_size,
+                    quiet=quiet,
+                )
+                if output_path != "-":
+                    clear_stale(output_path)  # an interrupted --resume run's leftovers
+    finally:
+        summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _run(
+    reader: StreamReader,
+    config: ReintegrateConfig,
+    summary: ReintegrateSummary,
+    input_path: str,
+    output_path: str,
+    table: str | None,
+    *,
+    jobs: int,
+    dask: str | None,
+    batch_size: int,
+    quiet: bool,
+) -> None:
+    """One pass over the input into temporary outputs renamed at the end."""
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(StreamWriter(output_path))
+        table_writer = _TableWriter(stack.enter_context(atomic_output(table))) if table else None
+        bar = stack.enter_context(byte_progress(input_size(input_path), "reintegrate", quiet))
+        writer.write(add_provenance(reader.header, config))
+        if dask is not None and input_size(input_path) is not None:
+            # Workers read their chunk ranges from the file; the client only the index.
+            from .distributed import dask_range_map
+            from .stream.index import build_index
+
+            results = dask_range_map(config, build_index(input_path), dask, jobs=max(jobs, 1))
+            for result in results:
+                writer.write(result.preceding)
+                writer.write(result.body)
+                summary.add(result)
+                if table_writer is not None:
+                    table_writer.write(result.diagnostics)
+            return
+        for chunk, result in run_chunks(
+            reader, config, jobs=jobs, dask=dask, batch_size=batch_size
+        ):
+            writer.write(chunk.preceding)
+            writer.write(result.body)
+            summary.add(result)
+            if table_writer is not None:
+                table_writer.write(result.diagnostics)
+            bar.update(reader.bytes_read - bar.n)
+        writer.write(reader.trailer)
+
+
+# Messages of chunks passed through that a journal keeps (the counters are always complete).
+_JOURNAL_MESSAGES = 1000
+
+
+def _run_resumable(
+    reader: StreamReader,
+    config: ReintegrateConfig,
+    summary: ReintegrateSummary,
+    input_path: str,
+    output_path: str,
+    table: str | None,
+    *,
+    jobs: int,
+    batch_size: int,
+    quiet: bool,
+    interval: float,
+) -> None:
+    """Like :func:`_run`, into ``OUT.partial`` with checkpoints in ``OUT.sfjournal``.
+
+    A checkpoint is taken just before a chunk's new bytes are written: the output then
+    holds everything before that chunk's begin line, and the input continues at that line.
+    """
+    from . import __version__
+
+    identity = InputIdentity.of(input_path)
+    # search_dirs[0] is the input's own directory: a run directory may move between runs
+    options = dataclasses.replace(config, search_dirs=config.search_dirs[1:])
+    digest = options_digest(
+        {
+            "config": dataclasses.asdict(options),
+            "table": table is not None,
+            "streamfilter": __version__,
+        }
+    )
+    outputs = [output_path] + ([table] if table else [])
+    record = read_journal(journal_path(output_path))
+    got = InputIdentity(**record["input"]) if record is not None else None
+    if got is not None and (got.size, got.mtime_ns, got.head_sha256) == (
+        identity.size,
+        identity.mtime_ns,
+        identity.head_sha256,
+    ):  # checked before the run takes the partial files over (start() checks the rest)
+        _check_position(input_path, record["checkpoint"]["position"], journal_path(output_path))
+    with (
+        ResumableRun(outputs, identity, digest, interval=interval) as run,
+        byte_progress(identity.size, "reintegrate", quiet) as bar,
+    ):
+        cp = run.start()
+        writer = StreamWriter(run.files[0])
+        if cp is None:
+            header_end = pos = len(reader.header.raw)
+            writer.write(add_provenance(reader.header, config))
+            source = reader
+        else:
+            source = _continue_reader(input_path, identity, cp, config.keep_going)
+            header_end, pos = cp.position["header_end"], cp.position["offset"]
+            summary.counters.update(cp.state.get("counters", {}))
+            summary.passed_through.extend(cp.state.get("passed_through", []))
+        table_writer = _TableWriter(run.files[1], header=cp is None) if table else None
+        with contextlib.closing(source):
+            for chunk, result in run_chunks(source, config, jobs=jobs, batch_size=batch_size):
+                writer.write(chunk.preceding)
+                pos += len(chunk.preceding)
+                if run.due():
+                    run.checkpoint(
+                        {
+                            "chunk": chunk.index,
+                            "offset": pos,
+                            "line": chunk.line_no,
+                            "version": chunk.version,
+                            "header_end": header_end,
+                        },
+                        {
+                            "counters": dict(summary.counters),
+                            "passed_through": summary.passed_through[:_JOURNAL_MESSAGES],
+                        },
+                    )
+                writer.write(result.body)
+                pos += len(chunk.raw)
+                summary.add(result)
+                if table_writer is not None:
+                    table_writer.write(result.diagnostics)
+                bar.update(pos - bar.n)
+            writer.write(source.trailer)
+
+
+def _check_position(input_path: str, position: Any, journal: Any) -> None:
+    """The journaled position must name a chunk's begin line in the input."""
+    from .stream.model import BEGIN_CHUNK
+
+    fix = f"; delete {journal} to start afresh"
+    kinds = {"header_end": int, "offset": int, "chunk": int, "line": int, "version": str}
+    if not isinstance(position, dict) or any(
+        not isinstance(position.get(k), t) for k, t in kinds.items()
+    ):
+        raise StreamfilterError(f"{journal}: not a valid journal (position){fix}")
+    with open(input_path, "rb") as f:
+        f.seek(position["offset"])
+        if f.read(len(BEGIN_CHUNK)) != BEGIN_CHUNK:
+            raise StreamfilterError(
+                f"{journal}: byte {position['offset']} of {input_path} is not the beginning "
+                f"of a chunk{fix}"
+            )
+
+
+def _continue_reader(
+    input_path: str, identity: InputIdentity, cp: Checkpoint, keep_going: bool
+) -> StreamReader:
+    """A reader over the input from the journaled chunk on (the header is read too)."""
+    from .stream.index import read_range_bytes
+
+    at = cp.position
+    reader = read_range_bytes(
+        input_path,
+        at["header_end"],
+        at["offset"],
+        identity.size,
+        at["chunk"],
+        at["line"],
+        keep_going=keep_going,
+    )
+    reader.version = at["version"]
+    return reader
+
+
+def _refuse_overwrites(input_path: str, output_path: str, table: str | None) -> None:
+    """Outputs (the stream, the table, a resumable run's files) must never be the input."""
+    if is_same_file(input_path, output_path):
+        raise StreamfilterError(f"{output_path}: output is the input; refusing to overwrite")
+    if table is not None:
+        if is_same_file(input_path, table):
+            raise StreamfilterError(f"{table}: --table is the input; refusing to overwrite")
+        if (
+            table != "-"
+            and output_path != "-"
+            and Path(table).resolve() == Path(output_path).resolve()
+        ):
+            raise StreamfilterError(f"{table}: --table and the output are the same file")
+    if output_path != "-":
+        for p in (partial_path(output_path), journal_path(output_path)):
+            if is_same_file(input_path, p):
+                raise StreamfilterError(
+                    f"{p}: the input is named like the output's partial "
+                    "file or journal; refusing to overwrite it"
+                )
+
+
+def _check_resumable(
+    input_path: str, output_path: str, table: str | None, dask: str | None
+) -> None:
+    if output_path == "-" or table == "-":
+        raise StreamfilterError("--resume: needs file outputs, not standard output")
+    if input_size(input_path) is None or not Path(input_path).is_file():
+        raise StreamfilterError(
+            f"{input_path}: --resume needs a regular, uncompressed input "
+            "file (it seeks to the chunk where the run stopped)"
+        )
+    if dask is not None:
+        raise StreamfilterError("--resume does not work with --dask yet; use -j N")
+
+
+def _check_geometry(
+    config: ReintegrateConfig, header: StreamHeader, input_path: str, geometry: str | None
+) -> None:
+    """Parse the geometry once up front, so an error names the file and its line."""
+    from .geometry import GeometryError, parse_geometry
+    from .stream.model import BEGIN_GEOM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the workers' own parse reports warnings
+        try:
+            det = parse_geometry(config.geometry_text, geometry or "<stream geometry>")
+            per_frame = {path: 1.0 for path in det.header_paths()}
+            for panel in det.panels:
+                if not math.isfinite(det.clen_m(per_frame, panel)):  # predictions need it
+                    raise GeometryError(det.source, None, "clen", "clen must be finite")
+                if not np.any(np.cross(panel.fs, panel.ss)):  # no ray would meet it
+                    raise GeometryError(
+                        det.source,
+                        None,
+                        f"{panel.name}/ss",
+                        f"panel {panel.name}: fs and ss are parallel or zero",
+                    )
+        except GeometryError as e:
+            if geometry is not None:
+                raise
+            first = header.raw[: header.raw.find(BEGIN_GEOM)].count(b"\n") + 2
+            line = first + e.line_no - 1 if e.line_no is not None else first - 1
+            key = f", key '{e.key}'" if e.key else ""
+            raise StreamFormatError(
+                input_path, line, None, f"embedded geometry{key}: {e.message}"
+            ) from None
 
 
 ROBUST_HELP = """\
@@ -130,41 +430,110 @@ methods:
             from a wider annulus with neighbours' discs and found peaks masked, high-side
             clipping and a plane fit, partial rings near edges and bad pixels, and a sigma(I)
             that includes the uncertainty of the background estimate.
+
+failures and interruptions:
+  A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
+  range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
+  whose text cannot be used stops the run with an error naming file, line and chunk (exit
+  status 2); --keep-going copies it verbatim and counts it instead, so that every input
+  chunk comes out, rewritten or verbatim. An error or an interruption (Ctrl-C, SIGTERM)
+  never leaves a file at OUT, and the input is never modified.
+
+files of --resume (in the directory of OUT):
+  OUT.partial     the output so far (OUT itself appears only when the run is complete);
+                  TABLE.partial likewise for --table
+  OUT.sfjournal   progress journal (JSON): the input's path, size and mtime, a digest of
+                  the options, the chunk and byte offset to continue from, the size of each
+                  partial file there; synced to disk every --journal-every seconds
+  When a --resume run is interrupted (Ctrl-C, SIGTERM, killed, power cut) after its first
+  checkpoint, both files stay; running the same command again continues from the journal
+  (checked against the input and options) and gives output byte-identical to an
+  uninterrupted run. A successful run renames OUT.partial to OUT and removes the journal;
+  an error removes both. Delete both files to start afresh.
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "reintegrate", help="re-integrate every reflection from its HDF5 frame",
+        "reintegrate",
+        help="re-integrate every reflection from its HDF5 frame",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Re-integrate every reflection of every crystal from the frames the "
         "stream references and write a stream that partialator and process_hkl read as "
         "indexamajig's. Only reflection rows and num_* counters change.",
-        epilog=ROBUST_HELP)
+        epilog=ROBUST_HELP,
+    )
     p.add_argument("input", metavar="IN", help="input stream, - for stdin")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output, - for stdout")
-    p.add_argument("--int-radius", metavar="R1,R2,R3",
-                   help="ring radii in pixels (default: the stream's own, else "
-                   + ",".join(f"{r:g}" for r in DEFAULT_RADII) + ")")
-    p.add_argument("--method", choices=METHODS, default="crystfel",
-                   help="integration method (default crystfel)")
-    p.add_argument("--background", metavar="MODEL",
-                   help="background model of --method robust (mean, plane, clip; see below)")
-    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
-                   help="directory to look for the frames in (repeatable); the stream's own "
-                   "directory is searched first")
-    p.add_argument("-g", "--geometry", metavar="FILE",
-                   help="geometry file (default: the one embedded in the stream)")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="worker processes (default 1)")
-    p.add_argument("--dask", metavar="SCHEDULER",
-                   help="run on Dask: 'local' for a LocalCluster or a scheduler address")
+    p.add_argument(
+        "--int-radius",
+        metavar="R1,R2,R3",
+        help="ring radii in pixels (default: the stream's own, else "
+        + ",".join(f"{r:g}" for r in DEFAULT_RADII)
+        + ")",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="crystfel",
+        help="integration method (default crystfel)",
+    )
+    p.add_argument(
+        "--background",
+        metavar="MODEL",
+        help="background model of --method robust (mean, plane, clip; see below)",
+    )
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory to look for the frames in (repeatable); the stream's own "
+        "directory is searched first",
+    )
+    p.add_argument(
+        "-g",
+        "--geometry",
+        metavar="FILE",
+        help="geometry file (default: the one embedded in the stream)",
+    )
+    p.add_argument(
+        "-j", "--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)"
+    )
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="run on Dask: 'local' for a LocalCluster or a scheduler address",
+    )
     p.add_argument("--table", metavar="FILE", help="write per-reflection diagnostics (CSV)")
-    p.add_argument("--strict", action="store_true",
-                   help="a frame that cannot be read is an error (default: pass the chunk "
-                   "through unchanged and count it)")
-    p.add_argument("--keep-going", action="store_true",
-                   help="copy malformed chunks verbatim instead of stopping")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a frame that cannot be read is an error (default: pass the chunk "
+        "through unchanged and count it)",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="copy chunks that cannot be used (malformed text, unusable crystal "
+        "values) verbatim, count them and continue, instead of stopping",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="make the run resumable, and resume it: write OUT.partial and a "
+        "progress journal OUT.sfjournal (see below); if they are there from an "
+        "interrupted run with the same input and options, continue from the "
+        "journal",
+    )
+    p.add_argument(
+        "--journal-every",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help="how often --resume syncs the partial output and the journal to "
+        f"disk (default {DEFAULT_INTERVAL:g})",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -182,11 +551,33 @@ def _radii(text: str | None) -> tuple[float, float, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = reintegrate(args.input, args.output, method=args.method,
-                    int_radius=_radii(args.int_radius), background=args.background,
-                    geometry=args.geometry, data_roots=args.data_root, jobs=args.jobs,
-                    dask=args.dask, table=args.table, strict=args.strict,
-                    keep_going=args.keep_going, quiet=args.quiet)
+    try:
+        s = reintegrate(
+            args.input,
+            args.output,
+            method=args.method,
+            int_radius=_radii(args.int_radius),
+            background=args.background,
+            geometry=args.geometry,
+            data_roots=args.data_root,
+            jobs=args.jobs,
+            dask=args.dask,
+            table=args.table,
+            strict=args.strict,
+            keep_going=args.keep_going,
+            quiet=args.quiet,
+            resume=args.resume,
+            journal_every=args.journal_every,
+        )
+    except BaseException as e:
+        journal = journal_path(args.output)
+        if args.resume and is_resumable(e) and journal.is_file():
+            print(
+                f"reintegrate: progress kept in {partial_path(args.output)} and {journal}; "
+                "run the same command again (with --resume) to continue",
+                file=sys.stderr,
+            )
+        raise
     if not args.quiet:
         print(s.format(), file=sys.stderr)
     return 0

@@ -8,14 +8,17 @@ Shards are balanced by bytes, cut only between chunks, using the cached chunk in
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .errors import StreamfilterError
-from .stream import atomic_output
+from .stream import atomic_output, is_same_file
 from .stream.index import ChunkIndex, build_index
+from .stream.writer import commit_temp, signals_held
 
 COPY_BLOCK = 1 << 22
 
@@ -38,24 +41,39 @@ def split_stream(path: str, n: int, prefix: str, *, cache: bool = True) -> list[
         raise StreamfilterError("split: -n must be at least 1")
     if path == "-":
         raise StreamfilterError("split: needs a file (the chunk index is built by seeking)")
+    outputs = [Path(f"{prefix}-{k:03d}.stream") for k in range(n)]
+    for out in outputs:
+        if is_same_file(path, out):
+            raise StreamfilterError(f"{out}: shard would overwrite the input; choose another "
+                                    "prefix")
     index = build_index(path, cache=cache)
-    outputs = []
-    with open(path, "rb") as src:
-        header = src.read(index.header_end)
-        for k, (start, stop) in enumerate(shard_bounds(index, n)):
-            out = Path(f"{prefix}-{k:03d}.stream")
-            a, b = index.span(start, stop) if stop > start else (0, 0)
-            with atomic_output(out) as f:
-                f.write(header)
-                src.seek(a)
-                remaining = b - a
-                while remaining > 0:
-                    block = src.read(min(COPY_BLOCK, remaining))
-                    if not block:
-                        raise StreamfilterError(f"{path}: file shrank while splitting")
-                    f.write(block)
-                    remaining -= len(block)
-            outputs.append(out)
+    # All shards or none: each goes to a temporary file, and all are renamed at the end, so
+    # an interrupted or failed split never leaves a set of shards that silently lacks chunks.
+    temps: list[str] = []
+    try:
+        with open(path, "rb") as src:
+            header = src.read(index.header_end)
+            for out, (start, stop) in zip(outputs, shard_bounds(index, n)):
+                a, b = index.span(start, stop) if stop > start else (0, 0)
+                with atomic_output(out, commit=False) as f:
+                    temps.append(f.temp_name)
+                    f.write(header)
+                    src.seek(a)
+                    remaining = b - a
+                    while remaining > 0:
+                        block = src.read(min(COPY_BLOCK, remaining))
+                        if not block:
+                            raise StreamfilterError(f"{path}: file shrank while splitting")
+                        f.write(block)
+                        remaining -= len(block)
+        with signals_held():
+            for tmp, out in zip(temps, outputs):
+                commit_temp(tmp, out)
+            temps = []
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return outputs
 
 

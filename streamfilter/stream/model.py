@@ -577,7 +577,7 @@ def _parse_crystal(chunk: Chunk, index: int, start: int, end: int, line_no: int)
             elif k in ("num_reflections", "num_saturated_reflections",
                        "num_implausible_reflections"):
                 setattr(xtal, k, int(v.strip()))
-                xtal.counters[k] = (pos, eol - (1 if raw[eol - 1:eol] == b"\r" else 0))
+                xtal.counters[k] = (pos, pos + len(raw[pos:eol].rstrip(b"\r")))  # CRs stay
         except (ValueError, AttributeError):
             raise chunk.error("cannot read a crystal value", line_at(pos), text) from None
     return xtal

@@ -234,8 +234,8 @@ def _panel_names(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np
         rows = np.flatnonzero(lengths == length) if out is not None or len(groups) > 1 else None
         idx = starts if rows is None else starts[rows]
         names = buf[idx[:, None] + np.arange(length)]
-        if np.any((names == 32) | (names == 9) | (names == 13)):
-            return None
+        if np.any((names == 32) | (names == 9) | (names == 13) | (names >= 128)):
+            return None  # (non-ASCII names too: the general parser decodes them)
         as_str = np.ascontiguousarray(names).view(f"S{length}").ravel().astype(f"U{length}")
         if rows is None:
             return as_str
@@ -273,14 +273,18 @@ def _column(rows: list[list[bytes]], j: int, convert: Callable, what: str) -> np
     for i, r in enumerate(rows):
         try:
             out.append(convert(r[j]))
-        except ValueError:
-            raise RowError(i, f"{what} is not a number", b" ".join(r).decode("utf-8",
-                                                                             "replace")) from None
+        except (ValueError, OverflowError) as e:
+            why = "is out of range" if isinstance(e, OverflowError) else "is not a number"
+            raise RowError(i, f"{what} {why}", b" ".join(r).decode("utf-8",
+                                                                   "replace")) from None
     return out
 
 
 def _int(tok: bytes) -> int:
-    return int(tok)
+    value = int(tok)
+    if not -(2**31) <= value < 2**31:  # the columns are int32, as CrystFEL's C int
+        raise OverflowError(value)
+    return value
 
 
 def parse_reflections(block: bytes, version: str) -> ReflectionTable:
@@ -334,15 +338,16 @@ def parse_peaks(block: bytes, version: str) -> PeakTable:
         arr = np.array(tokens, dtype=object).reshape(-1, ncol)
         try:
             nums = arr[:, :4].astype(np.float64)
-        except ValueError:
-            nums = None
-        if nums is not None:
             panel = arr[:, 4].astype(str) if ncol == 5 else None
+        except (ValueError, UnicodeDecodeError):
+            nums = None  # the general parser names the row (and decodes any bytes)
+        if nums is not None:
             return PeakTable(nums[:, 0], nums[:, 1], nums[:, 2], nums[:, 3], panel)
     rows, width = _general_rows(block, (ncol,))
     cols = [np.array(_column(rows, j, float, n), np.float64)
             for j, n in enumerate(("fs", "ss", "1/d", "intensity"))]
-    panel = np.array([r[4].decode() for r in rows], dtype=str) if width >= 5 else None
+    panel = np.array([r[4].decode("utf-8", "replace") for r in rows], dtype=str) \
+        if width >= 5 else None
     return PeakTable(*cols, panel=panel)
 
 

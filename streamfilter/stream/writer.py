@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,36 +22,162 @@ from .model import Chunk, StreamHeader
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+def atomic_output(path: str | os.PathLike, *, commit: bool = True) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing through a temporary file renamed at the end.
 
     ``"-"`` yields standard output.  On any exception (including KeyboardInterrupt) the
     temporary file is removed and the exception propagates; an existing file at ``path`` is
-    left as it was.
+    left as it was.  A write error (full disk, file too large) is a StreamfilterError naming
+    ``path``.  With ``commit=False`` the finished temporary file (``f.temp_name``) is left
+    for the caller to rename with :func:`commit_temp` (several outputs, all or none).
     """
     if str(path) == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
+    tmp = None
+    try:
+        with signals_held():  # a Ctrl-C must not fall between creating and owning the file
+            fd, tmp = make_temp(path)
+            f = _NamedWrites(os.fdopen(fd, "wb", buffering=1 << 20), str(path), tmp)
+        with f:
+            yield f
+            f.flush()
+        if commit:
+            commit_temp(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """The directory of output ``path``; a clear error if it is missing or not writable."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise StreamfilterError(f"{path}: output directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
         raise StreamfilterError(f"{path}: output directory {directory} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=directory)
+    if target.is_dir():
+        raise StreamfilterError(f"{path}: is a directory")
+    return directory
+
+
+def make_temp(path: str | os.PathLike) -> tuple[int, str]:
+    """A new temporary file (fd, name) beside output ``path``: ``.NAME.XXXXXX.partial``."""
+    directory = check_output_dir(path)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            yield f
-            f.flush()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        return tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".partial",
+                                dir=directory)
+    except OSError as e:  # read-only file system, quota, ...
+        raise StreamfilterError(f"{path}: cannot create a file in {directory}: "
+                                f"{e.strerror or e}") from None
+
+
+def commit_temp(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Give a finished temporary file the usual permissions and rename it to ``target``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+    os.replace(tmp, target)
+
+
+# Signals that asked the command line to stop.  Its handler raises KeyboardInterrupt, but
+# Python swallows an exception raised while a weakref callback or __del__ runs (it prints
+# "Exception ignored in ..."), so the writers also check this list: such a request then
+# still stops the run, at its next write.
+_STOP_REQUESTS: list[int] = []
+
+
+def request_stop(signum: int, frame: object = None) -> None:
+    """Signal handler of the command line for SIGINT/SIGTERM: stop the run."""
+    _STOP_REQUESTS.append(signum)
+    raise KeyboardInterrupt
+
+
+def clear_stop_requests() -> None:
+    _STOP_REQUESTS.clear()
+
+
+def quiet_unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` that drops the swallowed KeyboardInterrupt of a stop request
+    (it is honoured at the next write) instead of printing a traceback."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _STOP_REQUESTS:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _check_stop() -> None:
+    if _STOP_REQUESTS:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for the duration; they take effect when it ends.
+
+    Renaming several finished outputs, or writing a journal, inside it is all or nothing.
+    (The Python-level handlers are swapped, not the thread's signal mask: with a process
+    pool, the kernel may deliver the signal to another thread of the process.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(pending):
+            signal.raise_signal(s)
+
+
+class _NamedWrites:
+    """A binary file whose write errors (full disk, file too large, quota, I/O error) are
+    StreamfilterErrors naming the output, so they are never taken for input errors."""
+
+    def __init__(self, f: BinaryIO, name: str, temp_name: str) -> None:
+        self._f = f
+        self.name = name
+        self.temp_name = temp_name
+
+    def write(self, data: bytes) -> int:
+        _check_stop()
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            raise self._error(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise self._error(e) from None
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def _error(self, e: OSError) -> StreamfilterError:
+        return StreamfilterError(f"{self.name}: cannot write the output: "
+                                 f"{e.strerror or e} (the partial output was removed)")
+
+    def __enter__(self) -> _NamedWrites:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._f.close()
+        except OSError as e:
+            if exc[0] is None:
+                raise self._error(e) from None
 
 
 class StreamWriter:
@@ -79,6 +207,7 @@ class StreamWriter:
         return False
 
     def write(self, data: bytes) -> None:
+        _check_stop()
         self._f.write(data)
         self.bytes_written += len(data)
 
