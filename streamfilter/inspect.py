@@ -40,6 +40,7 @@ from .integrate.boxes import (
 from .integrate.rings import CrystalResult, Status, integrate_frame_crystfel, integrate_rings
 from .integrate.rings import poisson_variance as _poisson_variance
 from .pipeline import config_for
+from .reintegrate import add_frame_arguments
 from .stream import Chunk, read_stream
 
 __all__ = [
@@ -927,20 +928,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="ring radii in pixels (default: the stream's own, else 4,5,7)",
     )
     p.add_argument("--png", metavar="FILE", help="also draw the box (or the maxima) to a PNG")
-    p.add_argument(
-        "--data-root",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="directory to look for the frames in (repeatable); the stream's own "
-        "directory is searched first",
-    )
-    p.add_argument(
-        "-g",
-        "--geometry",
-        metavar="FILE",
-        help="geometry file (default: the one embedded in the stream)",
-    )
+    add_frame_arguments(p)
     p.add_argument(
         "--limit",
         type=int,

@@ -417,13 +417,38 @@ def _check_geometry(
             ) from None
 
 
+def add_frame_arguments(p: argparse.ArgumentParser) -> None:
+    """``--data-root`` and ``--geometry``: where frames and geometry come from (every command
+    that reads frames takes them)."""
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory to look for the frames in (repeatable); the stream's own "
+        "directory is searched first",
+    )
+    p.add_argument(
+        "-g",
+        "--geometry",
+        metavar="FILE",
+        help="geometry file (default: the one embedded in the stream)",
+    )
+
+
+def _methods_help() -> str:
+    from .integrate.robust import HELP
+
+    return METHODS_HELP.replace("{robust}", HELP)
+
+
 def _backgrounds() -> tuple[str, ...]:
     from .integrate.robust import BACKGROUNDS
 
     return BACKGROUNDS
 
 
-ROBUST_HELP = """\
+METHODS_HELP = """\
 methods:
   crystfel  reproduces indexamajig's rings integration number for number (CrystFEL 0.12):
             re-predicts every reflection from astar/bstar/cstar, photon energy, det_shift and
@@ -432,21 +457,7 @@ methods:
             mean background (plane with -grad, taken from the stream's --integration); sigma
             with the Poisson term from adu_per_photon; drops I < -5 sigma. -sat keeps
             saturated reflections.
-  robust    the peak disc of CrystFEL (d^2 <= r1^2 around the pixel holding the prediction,
-            same overlap and bad-pixel rules) minus a better background, and a sigma(I) that
-            includes the uncertainty of that background. --background selects:
-              radial  (default) one smooth model per frame: in every 1-px ring of equal
-                      scattering angle c0 + c1 cos(phi) + s1 sin(phi) + c2 cos(2phi) +
-                      s2 sin(2phi), smoothed over +-8 rings by a local quadratic (keeps a
-                      water ring), fitted to all pixels farther than 5 px from any
-                      predicted reflection or found peak, clipped at 3 sigma above
-              plane   local plane through the annulus r2..8 px, neighbours' discs and
-                      found peaks masked, iterative 3-sigma high-side clipping
-              mean    the same with a flat clipped mean
-            Reflections whose box leaves the panel are kept when the peak disc is whole
-            (partial rings). On ref-small, RMS(I - true) is 0.83x CrystFEL's (0.79x in the
-            water-ring shell) and RMS((I - true)/sigma) 1.02 instead of 1.26.
-
+{robust}
 failures and interruptions:
   A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
   range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
@@ -477,7 +488,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Re-integrate every reflection of every crystal from the frames the "
         "stream references and write a stream that partialator and process_hkl read as "
         "indexamajig's. Only reflection rows and num_* counters change.",
-        epilog=ROBUST_HELP,
+        epilog=_methods_help(),
     )
     p.add_argument("input", metavar="IN", help="input stream, - for stdin")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output, - for stdout")
@@ -499,20 +510,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=_backgrounds(),
         help="background model of --method robust (default radial; see below)",
     )
-    p.add_argument(
-        "--data-root",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="directory to look for the frames in (repeatable); the stream's own "
-        "directory is searched first",
-    )
-    p.add_argument(
-        "-g",
-        "--geometry",
-        metavar="FILE",
-        help="geometry file (default: the one embedded in the stream)",
-    )
+    add_frame_arguments(p)
     p.add_argument(
         "-j", "--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)"
     )
