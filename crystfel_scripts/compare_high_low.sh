@@ -5,6 +5,10 @@
 set -euo pipefail
 
 PROG=${0##*/}
+# shellcheck disable=SC2034  # used by require_tools in common.sh
+INSTALL_HINT='install them (CrystFEL: e.g. "module load crystfel"), or use --crystfel no'
+# shellcheck source=/dev/null  # common.sh is checked on its own
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
@@ -50,32 +54,6 @@ Example:
 EOF
 }
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 2
-}
-
-note() {
-    printf '%s: note: %s\n' "$PROG" "$*" >&2
-}
-
-# One shell-quoted command line, without the trailing space of printf '%q '.
-quote_cmd() {
-    local line
-    line=$(printf '%q ' "$@")
-    printf '%s\n' "${line% }"
-}
-
-# Run a command, or only print it under --dry-run.
-run() {
-    if ((dry_run)); then
-        quote_cmd "$@"
-    else
-        printf '+ %s\n' "$(quote_cmd "$@")" >&2
-        "$@"
-    fi
-}
-
 # run_tee FILE CMD...: run CMD, showing its standard output and saving it to FILE.
 run_tee() {
     local file=$1
@@ -86,40 +64,6 @@ run_tee() {
         printf '+ %s | tee %q\n' "$(quote_cmd "$@")" "$file" >&2
         "$@" | tee "$file"
     fi
-}
-
-missing_tools() {
-    local tool
-    for tool in "$@"; do
-        command -v "$tool" >/dev/null 2>&1 || printf '%s ' "$tool"
-    done
-}
-
-# Fail (exit 127) naming every missing tool; under --dry-run only report them.
-require_tools() {
-    local missing
-    missing=$(missing_tools "$@")
-    [[ -z $missing ]] && return 0
-    if ((dry_run)); then
-        note "not found in PATH (needed for a real run): ${missing% }"
-        return 0
-    fi
-    printf '%s: error: required tool(s) not found in PATH: %s\n' "$PROG" "${missing% }" >&2
-    printf '%s: install them (CrystFEL: e.g. "module load crystfel"), or use --crystfel no\n' \
-        "$PROG" >&2
-    exit 127
-}
-
-need_value() {
-    (($# >= 2)) || die "option $1 needs a value (see --help)"
-}
-
-is_count() {
-    [[ $1 =~ ^[1-9][0-9]*$ ]]
-}
-
-is_number() {
-    [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]
 }
 
 symmetry='' out_dir=compare_report cell='' reference='' nshells=10 highres='' lowres=''

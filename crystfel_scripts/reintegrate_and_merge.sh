@@ -4,6 +4,10 @@
 set -euo pipefail
 
 PROG=${0##*/}
+# shellcheck disable=SC2034  # used by require_tools in common.sh
+INSTALL_HINT='install CrystFEL (or e.g. "module load crystfel") and streamfilter first'
+# shellcheck source=/dev/null  # common.sh is checked on its own
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
@@ -50,62 +54,6 @@ Example:
   $PROG -i run.stream -o reint/run -y 4/mmm -p lyso.cell --method robust -j 8 \\
       --highres 2.0 -- --model=unity --iterations=1 --polarisation=none
 EOF
-}
-
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 2
-}
-
-note() {
-    printf '%s: note: %s\n' "$PROG" "$*" >&2
-}
-
-# One shell-quoted command line, without the trailing space of printf '%q '.
-quote_cmd() {
-    local line
-    line=$(printf '%q ' "$@")
-    printf '%s\n' "${line% }"
-}
-
-# Run a command, or only print it under --dry-run.
-run() {
-    if ((dry_run)); then
-        quote_cmd "$@"
-    else
-        printf '+ %s\n' "$(quote_cmd "$@")" >&2
-        "$@"
-    fi
-}
-
-# Fail (exit 127) naming every missing tool; under --dry-run only report them.
-require_tools() {
-    local tool
-    local -a missing=()
-    for tool in "$@"; do
-        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    if ((dry_run)); then
-        note "not found in PATH (needed for a real run): ${missing[*]}"
-        return 0
-    fi
-    printf '%s: error: required tool(s) not found in PATH: %s\n' "$PROG" "${missing[*]}" >&2
-    printf '%s: install CrystFEL (or e.g. "module load crystfel") and streamfilter first\n' \
-        "$PROG" >&2
-    exit 127
-}
-
-need_value() {
-    (($# >= 2)) || die "option $1 needs a value (see --help)"
-}
-
-is_count() {
-    [[ $1 =~ ^[1-9][0-9]*$ ]]
-}
-
-is_number() {
-    [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]
 }
 
 input='' prefix='' symmetry='' cell='' method='' int_radius='' background='' geometry=''

@@ -5,6 +5,10 @@
 set -euo pipefail
 
 PROG=${0##*/}
+# shellcheck disable=SC2034  # used by require_tools in common.sh
+INSTALL_HINT='run this on a Slurm submit host with streamfilter installed (and CrystFEL, or --setup "module load crystfel")'
+# shellcheck source=/dev/null  # common.sh is checked on its own
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
     cat <<EOF
@@ -67,32 +71,6 @@ Example:
 EOF
 }
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 2
-}
-
-note() {
-    printf '%s: note: %s\n' "$PROG" "$*" >&2
-}
-
-# One shell-quoted command line, without the trailing space of printf '%q '.
-quote_cmd() {
-    local line
-    line=$(printf '%q ' "$@")
-    printf '%s\n' "${line% }"
-}
-
-# Run a command, or only print it under --dry-run.
-run() {
-    if ((dry_run)); then
-        quote_cmd "$@"
-    else
-        printf '+ %s\n' "$(quote_cmd "$@")" >&2
-        "$@"
-    fi
-}
-
 # submit CMD...: run an 'sbatch --parsable' command and set job_id to the id it returns
 # (to JOBID under --dry-run, after printing the command).
 submit() {
@@ -119,32 +97,6 @@ sh_quote() {
         out+="${out:+ }$word"
     done
     printf '%s' "$out"
-}
-
-# Fail (exit 127) naming every missing tool; under --dry-run only report them.
-require_tools() {
-    local tool
-    local -a missing=()
-    for tool in "$@"; do
-        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    if ((dry_run)); then
-        note "not found in PATH (needed for a real run): ${missing[*]}"
-        return 0
-    fi
-    printf '%s: error: required tool(s) not found in PATH: %s\n' "$PROG" "${missing[*]}" >&2
-    printf '%s: run this on a Slurm submit host with streamfilter installed' "$PROG" >&2
-    printf ' (and CrystFEL, or --setup "module load crystfel")\n' >&2
-    exit 127
-}
-
-need_value() {
-    (($# >= 2)) || die "option $1 needs a value (see --help)"
-}
-
-is_count() {
-    [[ $1 =~ ^[1-9][0-9]*$ ]]
 }
 
 abspath() {

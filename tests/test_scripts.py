@@ -164,7 +164,7 @@ def test_help(name: str) -> None:
     assert r.stderr == ""
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", [*SCRIPTS, "common.sh"])
 def test_shellcheck(name: str) -> None:
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed")
