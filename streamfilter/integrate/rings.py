@@ -147,6 +147,24 @@ def poisson_variance(intensity: np.ndarray, adu_per_photon: np.ndarray | float) 
     return var
 
 
+def finish_result(intensity: np.ndarray, sigma: np.ndarray, peak: np.ndarray,
+                  background: np.ndarray, status: np.ndarray, saturated: np.ndarray,
+                  done: np.ndarray, n_peak: np.ndarray, n_background: np.ndarray
+                  ) -> RingsResult:
+    """A :class:`RingsResult` with NaN numbers wherever ``done`` is False (every mode)."""
+    nan = np.full(status.shape, np.nan)
+    return RingsResult(
+        I=np.where(done, intensity, nan),
+        sigma=np.where(done, sigma, nan),
+        peak=np.where(done, peak, nan),
+        background=np.where(done, background, nan),
+        status=status,
+        saturated=saturated,
+        n_peak=np.asarray(n_peak).astype(np.int64),
+        n_background=np.asarray(n_background).astype(np.int64),
+    )
+
+
 def _seq_sum(x: np.ndarray) -> np.ndarray:
     """Sequential double sums of the columns of a ``(K, N)`` array, in row order, from +0.0.
 
@@ -332,7 +350,6 @@ def _rings_kernel(
     status : np.ndarray
         int8 (N,) status so far (OK, OFF_PANEL or BAD_PEAK_PIXEL); updated in place.
     """
-    n_refl = status.shape[0]
     m = pk.view(np.uint8).sum(axis=0, dtype=np.int64)
     n = bg.view(np.uint8).sum(axis=0, dtype=np.int64)
     status[(status == _OK) & ((m < 4) | (n < 4))] = _TOO_FEW_PIXELS
@@ -372,17 +389,7 @@ def _rings_kernel(
 
     status[(status == _OK) & (intensity < -5.0 * sigma)] = _IMPLAUSIBLE
     done = integrated & ~(saturated & ~keep_saturated)
-    nan = np.full(n_refl, np.nan)
-    return RingsResult(
-        I=np.where(done, intensity, nan),
-        sigma=np.where(done, sigma, nan),
-        peak=np.where(done, peak, nan),
-        background=np.where(done, bg_mean, nan),
-        status=status,
-        saturated=saturated,
-        n_peak=m.astype(np.int64),
-        n_background=n.astype(np.int64),
-    )
+    return finish_result(intensity, sigma, peak, bg_mean, status, saturated, done, m, n)
 
 
 def _too_steep(

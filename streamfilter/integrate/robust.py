@@ -75,6 +75,7 @@ from streamfilter.integrate.rings import (
     CrystalResult,
     RingsResult,
     Status,
+    finish_result,
     integrate_frame_crystfel,
 )
 
@@ -322,17 +323,7 @@ def integrate_robust(
         status[saturated] = Status.SATURATED
     status[(status == Status.OK) & (intensity < -5.0 * sigma)] = Status.IMPLAUSIBLE
     done = (status == Status.OK) | (saturated & options.keep_saturated)
-    nan = np.full(n_refl, np.nan)
-    return RingsResult(
-        I=np.where(done, intensity, nan),
-        sigma=np.where(done, sigma, nan),
-        peak=np.where(done, peak, nan),
-        background=np.where(done, bg_mean, nan),
-        status=status,
-        saturated=saturated,
-        n_peak=m.astype(np.int64),
-        n_background=np.asarray(n_used, dtype=np.int64),
-    )
+    return finish_result(intensity, sigma, peak, bg_mean, status, saturated, done, m, n_used)
 
 
 def _disc_checks(boxes: Boxes, r1: int, r3: int, partial_ok: bool) -> tuple[np.ndarray, np.ndarray]:
