@@ -147,30 +147,33 @@ class FixedLayout:
         self._pair = in_field_pair
         self._weights = weights
         self._member = member
+        self._n_int = sum(sc is None for sc in self.scales)
+        assert all(sc is None for sc in self.scales[:self._n_int]), "integer fields first"
+        self._divisors = np.array([sc for sc in self.scales if sc is not None])
 
     def parse(self, mat: np.ndarray) -> list[np.ndarray] | None:
         d = mat - np.uint8(48)  # digits become 0..9, everything else >= 10 (uint8 wraps)
         is_digit = d < 10
         is_space = mat == 32
         is_minus = mat == 45
-        if not (np.all(is_space[:, self._separator]) and np.all(mat[:, self._point] == 46)
-                and np.all(is_digit[:, self._must_digit])
-                and np.all(is_digit | is_space | is_minus | self._point_mask)):
+        if not (is_space[:, self._separator].all() and (mat[:, self._point] == 46).all()
+                and is_digit[:, self._must_digit].all()
+                and (is_digit | is_space | is_minus | self._point_mask).all()):
             return None
         # Within a field: spaces, then at most one '-', then digits (and the point).
         nonspace = ~is_space
         bad = (nonspace[:, :-1] & is_space[:, 1:]) | (is_minus[:, :-1] & ~is_digit[:, 1:]) \
             | (nonspace[:, :-1] & is_minus[:, 1:])
-        if np.any(bad & self._pair):
+        if (bad & self._pair).any():
             return None
         values = (d * is_digit).astype(np.float64) @ self._weights
         negative = is_minus.astype(np.float64) @ self._member
         values[negative > 0] *= -1.0
-        out = []
-        for j, scale in enumerate(self.scales):
-            v = values[:, j]
-            out.append(v.astype(np.int32) if scale is None else v / scale)
-        return out
+        # integer fields first, then fixed-point ones (CrystFEL's layouts are ordered so)
+        n_int = self._n_int
+        ints = values[:, :n_int].astype(np.int32).T if n_int else ()
+        floats = (values[:, n_int:] / self._divisors).T
+        return [*ints, *floats]
 
 
 # h k l I sigma peak background fs ss: "%4i %4i %4i %10.2f %10.2f %10.2f %10.2f %6.1f %6.1f %s"
