@@ -14,7 +14,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +37,7 @@ from .pipeline import (
     DEFAULT_RADII,
     METHODS,
     TABLE_COLUMNS,
+    ChunkResult,
     ReintegrateConfig,
     ReintegrateSummary,
     add_provenance,
@@ -200,27 +201,34 @@ def _run(
         writer.write(add_provenance(reader.header, config))
         if dask is not None and input_size(input_path) is not None:
             # Workers read their chunk ranges from the file; the client only the index.
+            # The last range's result carries the bytes after the last chunk.
             from .distributed import dask_range_map
             from .stream.index import build_index
 
             results = dask_range_map(config, build_index(input_path), dask, jobs=max(jobs, 1))
-            for result in results:
-                writer.write(result.preceding)
-                writer.write(result.body)
-                summary.add(result)
-                if table_writer is not None:
-                    table_writer.write(result.diagnostics)
-            return
-        for chunk, result in run_chunks(
-            reader, config, jobs=jobs, dask=dask, batch_size=batch_size
-        ):
-            writer.write(chunk.preceding)
+            trailer = b""
+        else:
+            results = _local_results(
+                reader, config, bar, jobs=jobs, dask=dask, batch_size=batch_size
+            )
+            trailer = None
+        for result in results:
+            writer.write(result.preceding)
             writer.write(result.body)
             summary.add(result)
             if table_writer is not None:
                 table_writer.write(result.diagnostics)
-            bar.update(reader.bytes_read - bar.n)
-        writer.write(reader.trailer)
+        writer.write(reader.trailer if trailer is None else trailer)
+
+
+def _local_results(
+    reader: StreamReader, config: ReintegrateConfig, bar: Any, **engine: Any
+) -> Iterator[ChunkResult]:
+    """Results of the process pool (or -j 1) in input order, with their preceding bytes."""
+    for chunk, result in run_chunks(reader, config, **engine):
+        result.preceding = chunk.preceding
+        yield result
+        bar.update(reader.bytes_read - bar.n)
 
 
 # Messages of chunks passed through that a journal keeps (the counters are always complete).
