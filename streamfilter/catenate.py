@@ -37,6 +37,29 @@ class CatSummary:
     crlf_inputs: list[str] = field(default_factory=list)
 
 
+def _balanced_marks(raw: bytes, marks: list[int]) -> bool:
+    """:func:`_balanced` from the crystal-marker offsets the reader found (no rescan)."""
+    p = raw.find(b"\n" + BEGIN_PEAKS)
+    if p >= 0 and raw.find(b"\n" + END_PEAKS, p) < 0:
+        return False
+    begin = -1
+    for off in marks:
+        if raw.startswith(BEGIN_CRYSTAL, off):
+            if begin >= 0:
+                return False
+            begin = off
+        elif raw.startswith(END_CRYSTAL, off):
+            if begin < 0:
+                return False
+            r = raw.find(b"\n" + BEGIN_REFL, begin, off)
+            # CrystFEL puts "End of reflections" just before "--- End crystal": rfind
+            # finds it at once
+            if r >= 0 and raw.rfind(b"\n" + END_REFL, r, off) < 0:
+                return False
+            begin = -1
+    return begin < 0
+
+
 def _balanced(raw: bytes) -> bool:
     """True if peak-list, crystal and reflection-table markers pair up, in one pass.
 
@@ -80,7 +103,8 @@ def check_chunk(chunk: Chunk, full: bool = False) -> None:
     if raw.find(b"\nphoton_energy_eV = ") < 0:
         raise chunk.error("chunk has no 'photon_energy_eV =' line (CrystFEL would stop "
                           "reading this file here)")
-    if full or not _balanced(raw):
+    balanced = _balanced(raw) if chunk.marks is None else _balanced_marks(raw, chunk.marks)
+    if full or not balanced:
         # the parser finds and names the offending line
         for xtal in chunk.crystals:
             xtal.reflections  # noqa: B018 - parse to validate

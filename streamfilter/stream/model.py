@@ -159,7 +159,6 @@ class Crystal:
     index: int
     start: int
     end: int
-    line_no: int
     astar: np.ndarray | None = None
     bstar: np.ndarray | None = None
     cstar: np.ndarray | None = None
@@ -175,9 +174,19 @@ class Crystal:
     num_implausible_reflections: int | None = None
     keys: dict[str, str] = field(default_factory=dict)
     rows: tuple[int, int] | None = None  # byte span of the reflection rows
-    rows_line_no: int | None = None      # line number of the first row
     table_header: bytes | None = None
     counters: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def line_no(self) -> int:
+        """1-based line number of the ``--- Begin crystal`` line in the input."""
+        return self.chunk.line_at(self.start)
+
+    @property
+    def rows_line_no(self) -> int | None:
+        """1-based line number of the first reflection row (of ``End of reflections`` when
+        the table is empty), or None without a table."""
+        return None if self.rows is None else self.chunk.line_at(self.rows[0])
 
     @property
     def n_rows(self) -> int:
@@ -243,14 +252,18 @@ class Chunk:
     malformed : StreamFormatError or None
         Set by a reader in keep-going mode for a chunk whose structure is broken; such a
         chunk must be copied verbatim and never parsed.
+    marks : list of int or None
+        Offsets in ``raw`` of the lines that start with ``--- `` (crystal markers), when the
+        reader found them on its way to the end marker; None otherwise.
     """
 
     __slots__ = ("raw", "preceding", "index", "line_no", "version", "path", "malformed",
-                 "__dict__")
+                 "marks", "__dict__")
 
     def __init__(self, raw: bytes, *, index: int = 0, line_no: int = 1, version: str = "2.3",
                  path: str = "<stream>", preceding: bytes = b"",
-                 malformed: StreamFormatError | None = None) -> None:
+                 malformed: StreamFormatError | None = None,
+                 marks: list[int] | None = None) -> None:
         self.raw = raw
         self.preceding = preceding
         self.index = index
@@ -258,9 +271,14 @@ class Chunk:
         self.version = version
         self.path = path
         self.malformed = malformed
+        self.marks = marks
 
     def __repr__(self) -> str:
         return f"<Chunk {self.index} line {self.line_no} {len(self.raw)} bytes>"
+
+    def line_at(self, offset: int) -> int:
+        """1-based input line number of the line holding byte ``offset`` of ``raw``."""
+        return self.line_no + self.raw.count(b"\n", 0, offset)
 
     def error(self, message: str, line_no: int | None = None, text: str | None = None):
         return StreamFormatError(self.path, line_no if line_no is not None else self.line_no,
@@ -296,8 +314,7 @@ class Chunk:
         try:
             return parse_peaks(self.raw[span[0]:span[1]], self.version)
         except RowError as e:
-            raise self.error(f"peak row: {e}", self._parsed.peak_line_no + e.row,
-                             e.text) from None
+            raise self.error(f"peak row: {e}", self.line_at(span[0]) + e.row, e.text) from None
 
     @property
     def n_peaks(self) -> int:
@@ -420,21 +437,27 @@ class _ParsedChunk:
     other: list[str]
     crystals: list[Crystal]
     peak_rows: tuple[int, int] | None
-    peak_line_no: int
 
 
 _KEY_RE = re.compile(rb"^([^=:]+?)\s*(?:=|:)\s?(.*)$")
 
 
+_PREFIX_KEYS = ((b"Image filename: ", "Image filename"), (b"Event: ", "Event"),
+                (b"Image serial number: ", "Image serial number"))
+
+
 def _key_value(line: bytes) -> tuple[str, str] | None:
+    """(key, value) of a ``key = value`` line, or of the three ``Key: value`` lines; None
+    for any other line."""
     # "Image filename: x" keeps everything after the 16-char prefix verbatim (spaces too).
-    for prefix in (b"Image filename: ", b"Event: ", b"Image serial number: "):
-        if line.startswith(prefix):
-            return prefix[:-2].decode(), line[len(prefix):].decode("utf-8", "replace")
-    if b" = " in line:
-        k, v = line.split(b" = ", 1)
-        return k.decode("utf-8", "replace"), v.decode("utf-8", "replace")
-    return None
+    if line[:1] in b"IE":
+        for prefix, name in _PREFIX_KEYS:
+            if line.startswith(prefix):
+                return name, line[len(prefix):].decode("utf-8", "replace")
+    k, sep, v = line.partition(b" = ")
+    if not sep:
+        return None
+    return k.decode("utf-8", "replace"), v.decode("utf-8", "replace")
 
 
 def _find_line(raw: bytes, marker: bytes, start: int, end: int) -> int:
@@ -454,130 +477,181 @@ def _find_line(raw: bytes, marker: bytes, start: int, end: int) -> int:
 
 
 def _parse_chunk(chunk: Chunk) -> _ParsedChunk:
+    """Walk the chunk's lines, jumping over table rows with one search for the table's end.
+
+    Only the lines outside tables are looked at one by one; byte offsets are recorded, line
+    numbers are counted only when an error names one.
+    """
     raw = chunk.raw
+    n = len(raw)
     keys: dict[str, str] = {}
     other: list[str] = []
     crystals: list[Crystal] = []
     peak_rows = None
-    peak_line_no = 0
-
-    def line_no(offset: int) -> int:
-        return chunk.line_no + raw.count(b"\n", 0, offset)
-
-    n = len(raw)
-    nxt = raw.find(b"\n") + 1 or n  # skip the begin marker
-    while nxt < n:
-        pos = nxt
+    pos = raw.find(b"\n") + 1 or n  # skip the begin marker
+    while pos < n:
         eol = raw.find(b"\n", pos)
         if eol < 0:
             eol = n
-        nxt = eol + 1
         line = raw[pos:eol]
         if line.endswith(b"\r"):
             line = line[:-1]
+        nxt = eol + 1
         if line == END_CHUNK:
             break
         if line == BEGIN_PEAKS:
             header_end = raw.find(b"\n", nxt) + 1
-            end = _find_line(raw, END_PEAKS, header_end, len(raw))
-            if header_end <= 0 or end < 0:
-                raise chunk.error("peak list without 'End of peak list'", line_no(pos))
+            end = _find_line(raw, END_PEAKS, header_end, n) if header_end > 0 else -1
+            if end < 0:
+                raise chunk.error("peak list without 'End of peak list'", chunk.line_at(pos))
             peak_rows = (header_end, end)
-            peak_line_no = line_no(header_end)
-            nxt = raw.find(b"\n", end) + 1 or n
+            pos = raw.find(b"\n", end) + 1 or n
             continue
         if line == BEGIN_CRYSTAL:
-            end = _find_line(raw, END_CRYSTAL, nxt, len(raw))
-            next_begin = _find_line(raw, BEGIN_CRYSTAL, nxt, len(raw))
-            chunk_end = _find_line(raw, END_CHUNK, nxt, len(raw))
-            if end < 0 or (0 <= next_begin < end) or (0 <= chunk_end < end):
-                raise chunk.error("crystal without '--- End crystal'", line_no(pos))
-            stop = raw.find(b"\n", end)
-            stop = len(raw) if stop < 0 else stop + 1
-            crystals.append(_parse_crystal(chunk, len(crystals), pos, stop, line_no(pos)))
-            nxt = stop
+            xtal = _parse_crystal(chunk, len(crystals), pos, nxt)
+            crystals.append(xtal)
+            pos = xtal.end
             continue
         kv = _key_value(line)
         if kv is not None:
             keys.setdefault(kv[0], kv[1])
         elif line:
             other.append(line.decode("utf-8", "replace"))
+        pos = nxt
     if "Image filename" not in keys:
         raise chunk.error("chunk has no 'Image filename:' line")
-    return _ParsedChunk(keys, other, crystals, peak_rows, peak_line_no)
+    return _ParsedChunk(keys, other, crystals, peak_rows)
 
 
 def _vector(value: str) -> np.ndarray | None:
+    """The first three numbers of ``value`` ("-0.0185683 +0.0793026 +0.0967201 nm^-1")."""
+    try:
+        nums = value.split()[:3]
+        if len(nums) == 3:
+            return np.array([float(x) for x in nums])
+    except ValueError:
+        pass
     nums = re.findall(_FLOAT, value)
     return np.array([float(x) for x in nums[:3]]) if len(nums) >= 3 else None
 
 
-def _parse_crystal(chunk: Chunk, index: int, start: int, end: int, line_no: int) -> Crystal:
-    raw = chunk.raw
-    xtal = Crystal(chunk=chunk, index=index, start=start, end=end, line_no=line_no)
-    def line_at(offset: int) -> int:
-        return line_no + raw.count(b"\n", start, offset)
+_SHIFT_RE = re.compile(rf"x = ({_FLOAT}) y = ({_FLOAT})")
 
-    nxt = raw.find(b"\n", start) + 1 or end
-    while nxt < end:
-        pos = nxt
-        eol = raw.find(b"\n", pos, end)
+
+def _cell(line: bytes) -> tuple[float, ...] | None:
+    """a, b, c (nm), alpha, beta, gamma (deg) of a ``Cell parameters`` line."""
+    tok = line.split()
+    try:
+        if len(tok) == 10 and tok[5] == b"nm," and tok[9] == b"deg":
+            return tuple(float(t) for t in tok[2:5] + tok[6:9])
+    except ValueError:
+        pass
+    nums = re.findall(_FLOAT, line.decode("utf-8", "replace"))[:6]
+    return tuple(float(x) for x in nums) if len(nums) == 6 else None
+
+
+def _det_shift(line: bytes) -> tuple[float, float] | None:
+    """x, y (mm) of a ``predict_refine/det_shift x = X y = Y mm`` line."""
+    tok = line.split()
+    try:
+        if len(tok) >= 7 and tok[1:3] == [b"x", b"="] and tok[4:6] == [b"y", b"="]:
+            return float(tok[3]), float(tok[6])
+    except ValueError:
+        pass
+    m = _SHIFT_RE.search(line.decode("utf-8", "replace"))
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def _first_float(value: str) -> float:
+    return float(re.match(_FLOAT, value.strip()).group(0))  # AttributeError: no number
+
+
+_COUNTERS = ("num_reflections", "num_saturated_reflections", "num_implausible_reflections")
+# crystal key -> setter(crystal, key, value); every other key is only kept in Crystal.keys
+_CRYSTAL_KEYS = {
+    **{k: (lambda x, k, v: setattr(x, k, _vector(v))) for k in ("astar", "bstar", "cstar")},
+    **{k: (lambda x, k, v: setattr(x, k, v.strip()))
+       for k in ("lattice_type", "centering", "unique_axis")},
+    "profile_radius": lambda x, k, v: setattr(x, k, _first_float(v)),
+    "diffraction_resolution_limit": lambda x, k, v: setattr(x, "resolution_limit",
+                                                            _first_float(v)),
+    **{k: (lambda x, k, v: setattr(x, k, int(v.strip()))) for k in _COUNTERS},
+}
+
+
+def _parse_crystal(chunk: Chunk, index: int, start: int, pos: int) -> Crystal:
+    """The crystal whose ``--- Begin crystal`` line starts at ``start``; ``pos`` is the
+    offset of the line after it.  Its key lines before the table are split in one go, its
+    table rows are jumped over (one search for ``End of reflections``); it ends with its
+    ``--- End crystal`` line."""
+    raw = chunk.raw
+    n = len(raw)
+    xtal = Crystal(chunk=chunk, index=index, start=start, end=n)
+    table = raw.find(b"\n" + BEGIN_REFL, pos - 1)
+    head = raw[pos:table + 1] if table >= 0 else raw[pos:]
+    parts = head.split(b"\n")
+    if head.endswith(b"\n") or not head:
+        parts.pop()
+    for part in parts:
+        line = part[:-1] if part.endswith(b"\r") else part
+        here, pos = pos, pos + len(part) + 1
+        if line == END_CRYSTAL:
+            xtal.end = min(pos, n)
+            return xtal
+        if line in (BEGIN_CRYSTAL, END_CHUNK):
+            raise chunk.error("crystal without '--- End crystal'", chunk.line_at(start))
+        _crystal_line(chunk, xtal, line, here)
+    while True:  # from the table's marker on (or the end of the chunk), line by line
+        if pos >= n:
+            raise chunk.error("crystal without '--- End crystal'", chunk.line_at(start))
+        eol = raw.find(b"\n", pos)
         if eol < 0:
-            eol = end
-        nxt = eol + 1
+            eol = n
         line = raw[pos:eol]
         if line.endswith(b"\r"):
             line = line[:-1]
+        here, pos = pos, eol + 1
         if line == END_CRYSTAL:
-            break
+            xtal.end = min(pos, n)
+            return xtal
+        if line in (BEGIN_CRYSTAL, END_CHUNK):
+            raise chunk.error("crystal without '--- End crystal'", chunk.line_at(start))
         if line == BEGIN_REFL:
-            header_end = raw.find(b"\n", nxt)
-            stop = _find_line(raw, END_REFL, nxt, end)
+            stop = _find_line(raw, END_REFL, pos, n)
             if stop < 0:
                 raise chunk.error("reflection table without 'End of reflections'",
-                                  line_at(pos))
-            if header_end < 0 or header_end + 1 > stop:
+                                  chunk.line_at(here))
+            if stop == pos:  # no column header, no rows
                 xtal.rows = (stop, stop)
                 xtal.table_header = None
             else:
-                xtal.table_header = raw[nxt:header_end + 1]
-                xtal.rows = (header_end + 1, stop)
-            xtal.rows_line_no = line_at(xtal.rows[0])
-            nxt = raw.find(b"\n", stop) + 1 or end
+                header_end = raw.find(b"\n", pos) + 1
+                xtal.table_header = raw[pos:header_end]
+                xtal.rows = (header_end, stop)
+            pos = raw.find(b"\n", stop) + 1 or n
             continue
-        text = line.decode("utf-8", "replace")
-        try:
-            if text.startswith("Cell parameters "):
-                nums = [float(x) for x in re.findall(_FLOAT, text)[:6]]
-                if len(nums) == 6:
-                    xtal.cell = tuple(nums)  # type: ignore[assignment]
-                continue
-            if text.startswith("predict_refine/det_shift"):
-                m = re.search(rf"x = ({_FLOAT}) y = ({_FLOAT})", text)
-                if m:
-                    xtal.det_shift_mm = (float(m.group(1)), float(m.group(2)))
-                continue
-            kv = _key_value(line)
-            if kv is None:
-                continue
-            k, v = kv
-            xtal.keys[k] = v
-            if k in ("astar", "bstar", "cstar"):
-                setattr(xtal, k, _vector(v))
-            elif k == "lattice_type":
-                xtal.lattice_type = v.strip()
-            elif k == "centering":
-                xtal.centering = v.strip()
-            elif k == "unique_axis":
-                xtal.unique_axis = v.strip()
-            elif k == "profile_radius":
-                xtal.profile_radius = float(re.match(_FLOAT, v.strip()).group(0))
-            elif k == "diffraction_resolution_limit":
-                xtal.resolution_limit = float(re.match(_FLOAT, v.strip()).group(0))
-            elif k in ("num_reflections", "num_saturated_reflections",
-                       "num_implausible_reflections"):
-                setattr(xtal, k, int(v.strip()))
-                xtal.counters[k] = (pos, pos + len(raw[pos:eol].rstrip(b"\r")))  # CRs stay
-        except (ValueError, AttributeError):
-            raise chunk.error("cannot read a crystal value", line_at(pos), text) from None
-    return xtal
+        _crystal_line(chunk, xtal, line, here)
+
+
+def _crystal_line(chunk: Chunk, xtal: Crystal, line: bytes, here: int) -> None:
+    """Take one key line (without newline or CR) of a crystal, starting at byte ``here``."""
+    try:
+        if line[:1] == b"C" and line.startswith(b"Cell parameters "):
+            xtal.cell = _cell(line) or xtal.cell
+            return
+        if line[:1] == b"p" and line.startswith(b"predict_refine/det_shift"):
+            xtal.det_shift_mm = _det_shift(line) or xtal.det_shift_mm
+            return
+        kv = _key_value(line)
+        if kv is None:
+            return
+        k, v = kv
+        xtal.keys[k] = v
+        setter = _CRYSTAL_KEYS.get(k)
+        if setter is not None:
+            setter(xtal, k, v)
+            if k in _COUNTERS:
+                xtal.counters[k] = (here, here + len(line))  # a CR stays
+    except (ValueError, AttributeError):
+        raise chunk.error("cannot read a crystal value", chunk.line_at(here),
+                          line.decode("utf-8", "replace")) from None

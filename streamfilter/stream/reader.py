@@ -18,11 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from ..errors import StreamFormatError
 from .model import BEGIN_CHUNK, END_CHUNK, Chunk, StreamHeader
 
 BLOCK_SIZE = 1 << 22
 STREAM_MAGIC = b"CrystFEL stream format "
+_MARK = b"--- "  # starts the crystal markers, two bytes into the chunk markers
+assert BEGIN_CHUNK.index(_MARK) == END_CHUNK.index(_MARK) == 2
+_LONGEST = max(len(BEGIN_CHUNK), len(END_CHUNK))
+
+
+def _count_newlines(data: bytes) -> int:
+    """``data.count(b"\\n")``, three times faster on a chunk's tens of kilobytes."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10))
 
 
 def open_binary(path: str | os.PathLike) -> tuple[BinaryIO, str]:
@@ -142,6 +152,49 @@ class StreamReader:
             if not self._fill():
                 return len(self._buf) - self._pos
 
+    def _find_chunk_end(self) -> tuple[int, int, list[int]]:
+        """(end, next_begin, marks) for the chunk that begins at relative offset 0.
+
+        ``end`` / ``next_begin`` are the relative offsets of the first line after the begin
+        marker that starts with the end marker, or with a begin marker (the chunk then has
+        no end), whichever comes first; the other is -1, both are -1 at the end of input.
+        ``marks`` are the offsets of the lines before it that start with ``--- `` (the
+        crystal markers).  Every one of these lines holds ``--- `` (the chunk markers two
+        bytes in), so one forward search finds them all: the chunk is scanned once.
+        """
+        pos = len(BEGIN_CHUNK)
+        marks: list[int] = []
+        while True:
+            i = self._find(_MARK, pos)
+            if i < 0:
+                return -1, -1, marks
+            at = self._pos + i
+            start = i - 2
+            if start >= 0 and self._buf[at - 2:at] == b"--" and (
+                    start == 0 or self._buf[at - 3] == 10):
+                while len(self._buf) - self._pos - start < _LONGEST and self._fill():
+                    pass
+                at = self._pos + start
+                if self._buf.startswith(END_CHUNK, at):
+                    return start, -1, marks
+                if self._buf.startswith(BEGIN_CHUNK, at):
+                    return -1, start, marks
+            elif i == 0 or self._buf[at - 1] == 10:
+                marks.append(i)
+            pos = i + 1
+
+    def _find(self, needle: bytes, start: int) -> int:
+        """Relative offset of the next ``needle`` at or after ``start``, reading more input
+        as needed; -1 at the end of input."""
+        pos = start
+        while True:
+            i = self._buf.find(needle, self._pos + pos)
+            if i >= 0:
+                return i - self._pos
+            pos = max(start, len(self._buf) - self._pos - len(needle) + 1)
+            if not self._fill():
+                return -1
+
     def _take(self, stop: int) -> bytes:
         out = self._buf[self._pos:self._pos + stop]
         self._pos += stop
@@ -185,8 +238,7 @@ class StreamReader:
                 self.headers.append(h)
                 self.version = h.format_version or self.version
             line = self._line + preceding.count(b"\n")
-            end = self._find_line(END_CHUNK, len(BEGIN_CHUNK))
-            nxt = self._find_line(BEGIN_CHUNK, len(BEGIN_CHUNK), end if end >= 0 else None)
+            end, nxt, marks = self._find_chunk_end()
             malformed = None
             if end >= 0 and nxt < 0:
                 stop = self._line_end(end)
@@ -200,8 +252,9 @@ class StreamReader:
                     raise malformed
             raw = self._take(stop)
             chunk = Chunk(raw, index=self._index, line_no=line, version=self.version,
-                          path=self.path, preceding=preceding, malformed=malformed)
-            self._line = line + raw.count(b"\n")
+                          path=self.path, preceding=preceding, malformed=malformed,
+                          marks=marks if malformed is None else None)
+            self._line = line + _count_newlines(raw)
             self._index += 1
             yield chunk
 
