@@ -403,6 +403,7 @@ def compare_on_truth(
     max_chunks: int | None = None,
     search_dirs: Sequence[str | Path] = (),
     progress: Callable[[int], None] | None = None,
+    extra: Mapping[str, Callable[..., list[Any]]] | None = None,
 ) -> TruthComparison:
     """Integrate a stream's crystals with CrystFEL's rings and the robust mode and collect,
     for every predicted reflection, both results and the truth.
@@ -422,11 +423,16 @@ def compare_on_truth(
         background layout of ref-small or synth in ``truth``), the floor of any summation.
     max_chunks : int, optional
         Stop after this many chunks with crystals.
+    extra : mapping of str to callable, optional
+        More methods to run on the same reflections, each called like
+        :func:`~streamfilter.integrate.robust.integrate_frame_robust` without options
+        (``f(frame, detector, crystals, energy, radii, bandwidth=..., peaks=...)``) and
+        returning one CrystalResult per crystal in the same row order.
 
     Returns
     -------
     TruthComparison
-        Methods ``"crystfel"``, ``"robust"`` (and ``"perfect"``).
+        Methods ``"crystfel"``, ``"robust"`` (and ``"perfect"``), then those of ``extra``.
     """
     import h5py
 
@@ -465,6 +471,13 @@ def compare_on_truth(
                 frame, detector, chunk.crystals, energy, radii, options,
                 bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks,
             )  # fmt: skip
+            for name, fn in (extra or {}).items():
+                res = fn(frame, detector, chunk.crystals, energy, radii,
+                         bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks)  # fmt: skip
+                for r in res:
+                    add(f"I_{name}", r.I)
+                    add(f"sigma_{name}", r.sigma)
+                    add(f"ok_{name}", r.written)
             fi = _frame_index(chunk.event)
             bragg = tf["bragg"][fi]
             bg_true = truth_background(tf, fi) if perfect_background else None
@@ -484,6 +497,7 @@ def compare_on_truth(
         l=cat.get("l", np.zeros(0, np.int32)),
     )
     methods = ["crystfel", "robust"] + (["perfect"] if perfect_background else [])
+    methods += list(extra or {})
     for m in methods:
         out.I[m] = cat.get(f"I_{m}", np.zeros(0))
         out.sigma[m] = cat.get(f"sigma_{m}", np.zeros(0))

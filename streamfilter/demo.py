@@ -1,9 +1,9 @@
-"""``streamfilter demo [DIR]``: simulate, re-integrate both ways, score against the truth.
+"""``streamfilter demo [DIR]``: simulate, re-integrate three ways, score against the truth.
 
 Makes a small data set with :mod:`streamfilter.synth` (frames, geometry, a format-2.3 stream
-and the noise-free truth), re-integrates the stream with ``--method crystfel`` and
-``--method robust`` into two new streams, and prints per resolution shell how far each
-method's intensities are from the true Bragg photons of the same peak discs.
+and the noise-free truth), re-integrates the stream with ``--method crystfel``, ``--method
+robust`` and ``--method profile`` into three new streams, and prints per resolution shell how
+far each method's intensities are from the true Bragg photons of the same peak discs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
     """
     out = out or sys.stdout
     from .accuracy import compare_on_truth, format_side_by_side
+    from .integrate.profile import integrate_frame_profile
     from .reintegrate import reintegrate
     from .synth import SynthConfig, generate
 
@@ -35,7 +36,7 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
           f"({time.perf_counter() - t0:.1f} s): {ds.stream_path.name}, {ds.h5_path.name}, "
           f"{ds.truth_path.name}", file=out)
     summaries = {}
-    for step, method in enumerate(("crystfel", "robust"), start=2):
+    for step, method in enumerate(("crystfel", "robust", "profile"), start=2):
         t0 = time.perf_counter()
         target = directory / f"reintegrated_{method}.stream"
         s = reintegrate(str(ds.stream_path), str(target), method=method)
@@ -43,9 +44,10 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
         print(f"{step}. streamfilter reintegrate --method {method}: {s.counters['frames_read']} "
               f"frames, {s.counters['reflections_out']} reflections written -> {target.name} "
               f"({time.perf_counter() - t0:.1f} s)", file=out)
-    cmp = compare_on_truth(ds.stream_path, ds.truth_path, perfect_background=True)
-    tables = cmp.tables(["crystfel", "robust", "perfect"])
-    print("4. accuracy against the noise-free truth, on the rows every method writes "
+    cmp = compare_on_truth(ds.stream_path, ds.truth_path, perfect_background=True,
+                           extra={"profile": integrate_frame_profile})
+    tables = cmp.tables(["crystfel", "robust", "profile", "perfect"])
+    print("5. accuracy against the noise-free truth, on the rows every method writes "
           "(RMS of I - T in photons, z = RMS of (I - T)/sigma; ratio = method / crystfel;\n"
           "   'perfect' subtracts the true background: the floor of any summation):\n", file=out)
     print(format_side_by_side(tables, "crystfel"), file=out)
@@ -53,7 +55,7 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="simulate a data set, re-integrate it both ways, score it",
+    p = sub.add_parser("demo", help="simulate a data set, re-integrate it three ways, score it",
                        description=__doc__.split("\n\n")[1].replace("\n", " "))
     p.add_argument("directory", nargs="?", metavar="DIR",
                    help="keep the files here (default: a temporary directory, removed)")

@@ -23,7 +23,7 @@ from .errors import StreamfilterError, StreamFormatError
 from .stream import Chunk, ReflectionTable, StreamHeader, TableUpdate
 
 DEFAULT_RADII = (4.0, 5.0, 7.0)
-METHODS = ("crystfel", "robust")
+METHODS = ("crystfel", "robust", "profile")
 
 # Per-reflection diagnostics written by --table, in this order.
 TABLE_COLUMNS = ("chunk", "serial", "filename", "event", "crystal", "h", "k", "l", "panel",
@@ -42,7 +42,8 @@ class ReintegrateConfig:
     int_radius : (float, float, float)
         Peak, gap and background radii in pixels.
     method : str
-        ``crystfel`` (reproduces indexamajig's rings) or ``robust``.
+        ``profile`` (default: profile fitting on the robust background), ``robust`` (robust
+        background, summation) or ``crystfel`` (reproduces indexamajig's rings).
     gradient, keep_saturated : bool
         CrystFEL's ``-grad`` / ``-sat`` flags (crystfel mode).
     background : str or None
@@ -67,7 +68,7 @@ class ReintegrateConfig:
 
     geometry_text: str
     int_radius: tuple[float, float, float] = DEFAULT_RADII
-    method: str = "crystfel"
+    method: str = "profile"
     gradient: bool = False
     keep_saturated: bool = False
     background: str | None = None
@@ -182,8 +183,9 @@ class ChunkProcessor:
             counters["crystals"] += 1
             counters["reflections_in"] += xtal.n_rows
             counters["reflections_out"] += int(keep.sum())
-            for code, n in zip(*np.unique(res.status, return_counts=True)):
-                counters[f"status_{int(code)}"] += int(n)
+            for code, n in enumerate(np.bincount(res.status).tolist()):  # codes are >= 0
+                if n:
+                    counters[f"status_{code}"] += n
             if diag is not None:
                 diag.append(_diagnostics(chunk, i, xtal, res))
         body = chunk.rewrite(updates)
@@ -258,6 +260,20 @@ def _frame_integrator(config: ReintegrateConfig) -> Callable:
         def run(frame, detector, crystals, energy, chunk):
             return integrate_frame_robust(frame, detector, crystals, energy, radii, options,
                                           bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks)
+        return run
+    if config.method == "profile":
+        from .integrate.profile import ProfileOptions, integrate_frame_profile
+        from .integrate.robust import RobustOptions
+
+        if config.background not in (None, "radial"):
+            raise StreamfilterError(f"--method profile works on the radial background only, "
+                                    f"not --background {config.background}")
+        profile_options = ProfileOptions(robust=RobustOptions())
+
+        def run(frame, detector, crystals, energy, chunk):
+            return integrate_frame_profile(frame, detector, crystals, energy, radii,
+                                           profile_options, bandwidth=chunk.beam_bandwidth,
+                                           peaks=chunk.peaks)
         return run
     raise StreamfilterError(f"unknown method {config.method!r} (choose from {METHODS})")
 
@@ -432,7 +448,7 @@ def add_provenance(header: StreamHeader, config: ReintegrateConfig) -> bytes:
     return raw[:at] + line + raw[at:]
 
 
-def config_for(header: StreamHeader, stream_path: str, *, method: str = "crystfel",
+def config_for(header: StreamHeader, stream_path: str, *, method: str = "profile",
                int_radius: tuple[float, float, float] | None = None,
                background: str | None = None, geometry: str | None = None,
                data_roots: Iterable[str] = (), strict: bool = False,

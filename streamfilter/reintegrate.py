@@ -85,7 +85,7 @@ def reintegrate(
     input_path: str,
     output_path: str,
     *,
-    method: str = "crystfel",
+    method: str = "profile",
     int_radius: tuple[float, float, float] | None = None,
     background: str | None = None,
     geometry: str | None = None,
@@ -110,7 +110,7 @@ def reintegrate(
 
     Parameters
     ----------
-    method : ``"crystfel"`` or ``"robust"``
+    method : ``"profile"`` (default), ``"robust"`` or ``"crystfel"``
     int_radius : (r1, r2, r3) pixels; default: the stream's own ``--int-radius``, else 4,5,7
     background : robust background model (see ``streamfilter reintegrate --help``)
     geometry : geometry file overriding the stream's embedded one
@@ -445,9 +445,10 @@ def add_frame_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _methods_help() -> str:
+    from .integrate.profile import HELP as PROFILE_HELP
     from .integrate.robust import HELP
 
-    return METHODS_HELP.replace("{robust}", HELP)
+    return METHODS_HELP.replace("{robust}", HELP).replace("{profile}", PROFILE_HELP)
 
 
 def _backgrounds() -> tuple[str, ...]:
@@ -466,6 +467,7 @@ methods:
             with the Poisson term from adu_per_photon; drops I < -5 sigma. -sat keeps
             saturated reflections.
 {robust}
+{profile}
 failures and interruptions:
   A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
   range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
@@ -510,8 +512,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         choices=METHODS,
-        default="crystfel",
-        help="integration method (default crystfel)",
+        default="profile",
+        help="integration method (default profile; crystfel reproduces indexamajig)",
     )
     p.add_argument(
         "--background",

@@ -34,7 +34,7 @@ def rows_of(path) -> list[list[str]]:
 
 def test_crystfel_mode_reproduces_a_stream_made_the_same_way(synth, tmp_path):
     out = tmp_path / "out.stream"
-    s = reintegrate(str(synth.stream_path), str(out))
+    s = reintegrate(str(synth.stream_path), str(out), method="crystfel")
     original = synth.stream_path.read_bytes()
     new = out.read_bytes()
     assert PROVENANCE.sub(b"", new, count=1) == original
@@ -77,7 +77,7 @@ def test_old_format_input_is_upgraded_on_the_way(synth, tmp_path):
     p = tmp_path / "old.stream"
     p.write_bytes(old)
     out = tmp_path / "new.stream"
-    reintegrate(str(p), str(out), data_roots=[str(synth.directory)])
+    reintegrate(str(p), str(out), data_roots=[str(synth.directory)], method="crystfel")
     assert PROVENANCE.sub(b"", out.read_bytes(), count=1) == src
 
 
@@ -103,7 +103,7 @@ def test_missing_frames_pass_chunks_through_and_strict_fails(synth, tmp_path):
 def test_table_lists_every_predicted_reflection(synth, tmp_path):
     out = tmp_path / "out.stream"
     table = tmp_path / "t.csv"
-    s = reintegrate(str(synth.stream_path), str(out), table=str(table))
+    s = reintegrate(str(synth.stream_path), str(out), table=str(table), method="crystfel")
     with open(table) as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == TABLE_COLUMNS
@@ -122,7 +122,7 @@ def test_table_lists_every_predicted_reflection(synth, tmp_path):
 def test_ref_small_through_the_cli(ref_small, tmp_path):
     out = tmp_path / "r345.stream"
     assert main(["reintegrate", str(ref_small / "lyso_dev_r345.stream"), "-o", str(out),
-                 "-q"]) == 0
+                 "--method", "crystfel", "-q"]) == 0
     ours, theirs = rows_of(out), rows_of(ref_small / "lyso_dev_r345.stream")
     assert [len(t) for t in ours] == [len(t) for t in theirs]
     flat_ours = [r for t in ours for r in t]

@@ -90,6 +90,9 @@ __all__ = [
     "fit_radial_background",
     "integrate_robust",
     "integrate_frame_robust",
+    "integrate_frame_panels",
+    "assemble_results",
+    "PanelWork",
     "disc_mask",
 ]
 
@@ -838,6 +841,59 @@ def integrate_frame_robust(
     list[CrystalResult]
         One per crystal, every predicted reflection; ``written`` selects the rows to write.
     """
+    return assemble_results(
+        *integrate_frame_panels(
+            frame, detector, crystals, photon_energy_eV, radii, options, bandwidth=bandwidth,
+            peaks=peaks, push_res=push_res, use_stream_rows=use_stream_rows,
+        )
+    )  # fmt: skip
+
+
+@dataclass
+class PanelWork:
+    """One panel's robust integration with the inputs it used (a hook for methods built on
+    top of robust, e.g. :mod:`streamfilter.integrate.profile`).
+
+    Attributes
+    ----------
+    panel : streamfilter.geometry.Panel
+    parts : list of (crystal index, row indices, fs, ss)
+        The panel's predictions, crystal by crystal, in the order of the box rows;
+        fs/ss are panel-relative (pixel i spans [i, i + 1)).
+    boxes : Boxes
+        Half-width r3 (``radial``) or max(r3, bg_outer) (local modes).
+    background : BackgroundWindows or None
+        The frame model cut into the boxes (``radial`` only).
+    result : RingsResult
+        :func:`integrate_robust` of the boxes.
+    """
+
+    panel: Any
+    parts: _Parts
+    boxes: Boxes
+    background: BackgroundWindows | None
+    result: RingsResult
+
+
+def integrate_frame_panels(
+    frame: Any,
+    detector: Any,
+    crystals: list[Any],
+    photon_energy_eV: float,
+    radii: tuple[float, float, float],
+    options: RobustOptions | None = None,
+    *,
+    bandwidth: float | None = None,
+    peaks: Any = None,
+    push_res: float = math.inf,
+    use_stream_rows: bool = True,
+) -> tuple[list[CrystalResult], list[PanelWork]]:
+    """:func:`integrate_frame_robust` panel by panel, before the rows are put back together.
+
+    Returns CrystFEL's prediction of every crystal (:func:`integrate_frame_crystfel`, whose
+    ``h, k, l, fs, ss, panel`` the results keep) and one :class:`PanelWork` per panel with
+    predictions; :func:`assemble_results` turns them into the per-crystal results.
+    """
     options = options or RobustOptions()
     base = integrate_frame_crystfel(
         frame, detector, crystals, photon_energy_eV, radii, bandwidth=bandwidth,
@@ -849,7 +905,19 @@ def integrate_frame_robust(
     model = None
     if options.background == "radial":
         model = _frame_model(frame, detector, where, found, photon_energy_eV, options)
+    work = [
+        _integrate_panel(
+            frame, p, where[p.name], found[p.name], model, photon_energy_eV, radii, options
+        )  # fmt: skip
+        for p in panels
+        if where[p.name]
+    ]
+    return base, work
 
+
+def assemble_results(base: list[CrystalResult], work: list[PanelWork]) -> list[CrystalResult]:
+    """Per-crystal results from the panels' :class:`PanelWork` (rows not on any panel stay
+    OFF_PANEL with NaN numbers)."""
     fields = ("I", "sigma", "peak", "background", "status", "saturated")
     out = [
         {f: np.full(len(res.h), np.nan) for f in fields[:4]}
@@ -857,14 +925,10 @@ def integrate_frame_robust(
            "saturated": np.zeros(len(res.h), dtype=bool)}
         for res in base
     ]  # fmt: skip
-    for p in panels:
-        parts = where[p.name]
-        if not parts:
-            continue
-        rr = _integrate_panel(frame, p, parts, found[p.name], model, photon_energy_eV, radii,
-                              options)  # fmt: skip
+    for pw in work:
+        rr = pw.result
         start = 0
-        for ci, rows, _, _ in parts:
+        for ci, rows, _, _ in pw.parts:
             for f in fields:
                 out[ci][f][rows] = getattr(rr, f)[start : start + len(rows)]
             start += len(rows)
@@ -936,7 +1000,7 @@ def _integrate_panel(
     photon_energy_eV: float,
     radii: tuple[float, float, float],
     options: RobustOptions,
-) -> RingsResult:
+) -> PanelWork:
     """:func:`integrate_robust` of all predictions (all crystals) on one panel."""
     shape = (panel.height, panel.width)
     r1, r3 = int(radii[0]), int(radii[2])
@@ -959,8 +1023,9 @@ def _integrate_panel(
     if sat_maps is not None and sat_maps.get(panel.name) is not None:
         sat = np.asarray(sat_maps[panel.name], dtype=np.float32)
         sat_win, _ = gather_window(sat, cfs, css, half, np.inf)
-    return integrate_robust(
-        boxes, radii, panel.adu_per_photon_at(photon_energy_eV), options, pmask,
-        model.windows(panel.name, cfs, css, half) if model is not None else None,
+    windows = model.windows(panel.name, cfs, css, half) if model is not None else None
+    result = integrate_robust(
+        boxes, radii, panel.adu_per_photon_at(photon_energy_eV), options, pmask, windows,
         max_adu=getattr(panel, "max_adu", math.inf), saturation=sat_win,
     )  # fmt: skip
+    return PanelWork(panel, parts, boxes, windows, result)
