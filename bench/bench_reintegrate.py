@@ -11,8 +11,9 @@ are read again each time).  Printed, all measured in this run:
   -j 1       streamfilter reintegrate --method crystfel, one process   (ratio to the floor)
   -j 2       the same with two worker processes                         (speed-up over -j 1)
   robust     --method robust, -j 1                                       (ratio to the floor)
+  profile    --method profile (the default), -j 1 and -j 2               (ratio to the floor)
   RSS        peak resident memory of the whole run (max over the main process and workers),
-             for the 1x and the big repeated stream
+             default method, -j 2, for the 1x and the big repeated stream
   index      building the chunk index vs a plain read of the same file
 """
 
@@ -105,7 +106,8 @@ def warm_up() -> None:
             "-c",
             "from streamfilter.cli import build_parser;"
             " build_parser(); import streamfilter.integrate.rings,"
-            " streamfilter.integrate.robust, streamfilter.pipeline",
+            " streamfilter.integrate.robust, streamfilter.integrate.profile,"
+            " streamfilter.pipeline",
         ],
         check=True,
         cwd=REPO,
@@ -162,17 +164,17 @@ def main() -> None:
     print(f"\n{frames} frames ({args.repeat}x the source stream)")
     print(f"{'':12s}{'seconds':>9s}{'frames/s':>10s}{'RSS MB':>8s}   ratio")
     print(f"{'floor h5py':12s}{floor:9.2f}{frames / floor:10.1f}{'':8s}   1.00 (floor)")
-    t1, m1 = run(path, "-j", "1")
+    t1, m1 = run(path, "-j", "1", "--method", "crystfel")
     print(f"{'-j 1':12s}{t1:9.2f}{frames / t1:10.1f}{m1:8.0f}   {t1 / floor:.2f} x floor")
-    t2, m2 = run(path, "-j", "2")
+    t2, m2 = run(path, "-j", "2", "--method", "crystfel")
     print(f"{'-j 2':12s}{t2:9.2f}{frames / t2:10.1f}{m2:8.0f}   {t1 / t2:.2f} x faster than -j 1")
-    try:
-        tr, mr = run(path, "-j", "1", "--method", "robust")
-        print(
-            f"{'robust -j 1':12s}{tr:9.2f}{frames / tr:10.1f}{mr:8.0f}   {tr / floor:.2f} x floor"
-        )
-    except RuntimeError as e:
-        print(f"robust: not available ({str(e).strip().splitlines()[-1]})")
+    for method in ("robust", "profile"):
+        tr, mr = run(path, "-j", "1", "--method", method)
+        name = f"{method} -j 1"
+        print(f"{name:12s}{tr:9.2f}{frames / tr:10.1f}{mr:8.0f}   {tr / floor:.2f} x floor")
+    tp2, mp2 = run(path, "-j", "2", "--method", "profile")
+    print(f"{'profile -j 2':12s}{tp2:9.2f}{frames / tp2:10.1f}{mp2:8.0f}   "
+          f"{tr / tp2:.2f} x faster than profile -j 1")
     one = repeated(1)
     big = repeated(args.big)
     _, rss1 = run(one, "-j", "2")

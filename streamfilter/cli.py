@@ -110,15 +110,25 @@ def _run_cat(args: argparse.Namespace) -> int:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_cat]
 
 
-def _optional_subcommands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Subcommands that live in their own modules (each registers its own parser)."""
+# command -> (module, function registering its parser)
+_OPTIONAL = {
+    "reintegrate": ("streamfilter.reintegrate", "add_parser"),
+    "split": ("streamfilter.split", "add_parser"),
+    "merge": ("streamfilter.merge", "add_merge_parser"),
+    "compare": ("streamfilter.compare", "add_compare_parser"),
+    "inspect": ("streamfilter.inspect", "add_parser"),
+    "demo": ("streamfilter.demo", "add_parser"),
+}
+
+
+def _optional_subcommands(only: str | None = None
+                          ) -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Subcommands that live in their own modules (each registers its own parser); with
+    ``only``, just that one (the others' imports are not paid for)."""
     out = []
-    for module, name in (("streamfilter.reintegrate", "add_parser"),
-                         ("streamfilter.split", "add_parser"),
-                         ("streamfilter.merge", "add_merge_parser"),
-                         ("streamfilter.compare", "add_compare_parser"),
-                         ("streamfilter.inspect", "add_parser"),
-                         ("streamfilter.demo", "add_parser")):
+    for command, (module, name) in _OPTIONAL.items():
+        if only is not None and command != only:
+            continue
         try:
             mod = __import__(module, fromlist=[name])
         except ModuleNotFoundError as e:
@@ -129,13 +139,19 @@ def _optional_subcommands() -> list[Callable[[argparse._SubParsersAction], None]
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command`` (one of the subcommands) only that subcommand
+    is registered, which spares importing the modules of all the others."""
     parser = argparse.ArgumentParser(
         prog="streamfilter",
         description="Re-integrate, rewrite and compare CrystFEL .stream files.")
     parser.add_argument("--version", action="version", version=f"streamfilter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in SUBCOMMANDS + _optional_subcommands():
+    if command in _OPTIONAL:
+        adders = _optional_subcommands(command)
+    else:
+        adders = SUBCOMMANDS + _optional_subcommands()
+    for add in adders:
         add(sub)
     return parser
 
@@ -144,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
     from .stream.writer import clear_stop_requests, quiet_unraisable, request_stop
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     clear_stop_requests()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}

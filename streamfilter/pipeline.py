@@ -518,7 +518,12 @@ def run_chunks(chunks: Iterable[Chunk], config: ReintegrateConfig, *, jobs: int 
         results = dask_ordered_map(config, payloads(), dask, jobs=jobs)
     else:
         import functools
+        import multiprocessing
 
+        if multiprocessing.get_start_method() == "fork":
+            # set the worker up once here (geometry, imports; no file is open yet): forked
+            # workers inherit it instead of each repeating it on the critical path
+            _worker_processor(config)
         results = ordered_map(functools.partial(process_batch, config), payloads(), jobs=jobs)
     for res in results:
         batch = held.popleft()

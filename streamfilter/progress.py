@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from tqdm import tqdm
+
+class _NoBar:
+    """What :func:`byte_progress` gives when no bar is shown: counts, prints nothing."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
-def byte_progress(total: int | None, desc: str, quiet: bool = False) -> tqdm:
-    """A tqdm bar counting bytes (update it with the bytes consumed)."""
-    disable = quiet or not sys.stderr.isatty()
+def byte_progress(total: int | None, desc: str, quiet: bool = False) -> Any:
+    """A tqdm bar counting bytes (update it with the bytes consumed); a silent counter
+    with ``quiet`` or when standard error is not a terminal (tqdm is then not imported)."""
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=disable, file=sys.stderr, leave=False)
+                file=sys.stderr, leave=False)
 
 
 def input_size(path: str) -> int | None:
