@@ -35,7 +35,7 @@ Required:
   -p, --cell FILE         unit cell (CrystFEL .cell or PDB) for check_hkl and compare_hkl
 
 Options:
-      --method M          streamfilter integration method: crystfel (default) or robust
+      --method M          streamfilter integration method: profile (default), robust or crystfel
       --int-radius R1,R2,R3
                           ring radii in pixels (default: the stream's own)
       --background MODEL  background model of --method robust (mean, plane, clip)
@@ -92,8 +92,8 @@ done
 [[ -n $symmetry ]] || die "missing required -y POINTGROUP (see --help)"
 [[ -n $cell ]] || die "missing required -p CELL (see --help)"
 case $method in
-'' | crystfel | robust) ;;
-*) die "--method must be crystfel or robust, not '$method'" ;;
+'' | crystfel | robust | profile) ;;
+*) die "--method must be profile, robust or crystfel, not '$method'" ;;
 esac
 [[ -z $jobs ]] || is_count "$jobs" || die "-j needs a positive integer, not '$jobs'"
 is_count "$nshells" || die "--nshells needs a positive integer, not '$nshells'"

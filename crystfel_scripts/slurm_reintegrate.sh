@@ -51,7 +51,7 @@ Slurm options (applied to both jobs):
                           environment, PATH included)
 
 Re-integration options:
-      --method M          crystfel (default) or robust
+      --method M          profile (default), robust or crystfel
       --int-radius R1,R2,R3
                           ring radii in pixels (default: the stream's own)
       --background MODEL  background model of --method robust
@@ -148,8 +148,8 @@ is_count "$cpus" || die "--cpus-per-task needs a positive integer, not '$cpus'"
 [[ -z $max_running ]] || is_count "$max_running" ||
     die "--max-running needs a positive integer, not '$max_running'"
 case $method in
-'' | crystfel | robust) ;;
-*) die "--method must be crystfel or robust, not '$method'" ;;
+'' | crystfel | robust | profile) ;;
+*) die "--method must be profile, robust or crystfel, not '$method'" ;;
 esac
 if ((merge == 0 && ${#partialator_opts[@]} > 0)); then
     note "--no-merge: ignoring the partialator options after --"

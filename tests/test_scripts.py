@@ -207,7 +207,7 @@ def test_missing_required_option(name: str, option: str) -> None:
         (
             "reintegrate_and_merge.sh",
             [*REQUIRED["reintegrate_and_merge.sh"][0], "--method", "magic"],
-            "--method must be crystfel or robust",
+            "--method must be profile, robust or crystfel",
         ),
         (
             "slurm_reintegrate.sh",
