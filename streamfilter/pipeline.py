@@ -209,20 +209,20 @@ def _check_crystal(chunk: Chunk, xtal: Any, energy: float) -> None:
     missing or non-finite astar/bstar/cstar, a singular basis, a photon energy outside
     (0, 100 MeV], a profile radius, bandwidth or detector shift far outside any real one, a
     2.3 reflection table without panel names."""
-    where = xtal.line_no
     if not (0 < energy <= MAX_PHOTON_ENERGY_EV):  # also False for NaN
         raise chunk.error(f"photon_energy_eV = {energy:g} is not a plausible photon energy "
-                          f"(0 < E <= {MAX_PHOTON_ENERGY_EV:g} eV)", where)
+                          f"(0 < E <= {MAX_PHOTON_ENERGY_EV:g} eV)", xtal.line_no)
     vectors = (xtal.astar, xtal.bstar, xtal.cstar)
     if any(v is None for v in vectors):
-        raise chunk.error("crystal has no astar/bstar/cstar (three numbers each)", where)
+        raise chunk.error("crystal has no astar/bstar/cstar (three numbers each)",
+                          xtal.line_no)
     with np.errstate(all="ignore"):
         recip = np.array(vectors, dtype=np.float64) * 1e9  # m^-1, as the prediction uses
         usable = np.isfinite(recip).all() and abs(np.linalg.det(recip)) > 0 and \
             np.isfinite(np.linalg.inv(recip)).all()
     if not usable:
         raise chunk.error("crystal's astar/bstar/cstar are not finite, independent vectors",
-                          where)
+                          xtal.line_no)
     table = xtal.reflections
     if table is not None and table.panel is None and chunk.version == "2.3":
         raise chunk.error("reflection table without a panel column (its header line is not "
@@ -235,7 +235,8 @@ def _check_crystal(chunk: Chunk, xtal: Any, energy: float) -> None:
             ("predict_refine/det_shift x (mm)", xtal.det_shift_mm[0], -1e3, 1e3),
             ("predict_refine/det_shift y (mm)", xtal.det_shift_mm[1], -1e3, 1e3)):
         if value is not None and not lo <= value <= hi:  # also False for NaN
-            raise chunk.error(f"{name} = {value:g} is outside [{lo:g}, {hi:g}]", where)
+            raise chunk.error(f"{name} = {value:g} is outside [{lo:g}, {hi:g}]",
+                              xtal.line_no)
 
 
 def _frame_integrator(config: ReintegrateConfig) -> Callable:
