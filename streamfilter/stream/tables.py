@@ -561,8 +561,8 @@ def _format_fixed_part(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fits = a < lay.limit  # False for NaN and inf too
         a = np.where(fits, a, 0.0)
         frac = a - np.floor(a)
-    eighths = values * 8.0
-    fits &= (np.abs(frac - 0.5) > _TIE_MARGIN) | (eighths == np.floor(eighths))
+        eighths = values * 8.0
+        fits &= (np.abs(frac - 0.5) > _TIE_MARGIN) | (eighths == np.floor(eighths))
     mag = np.rint(a)  # an integer below 1e9: exact in float64, so are the divisions below
     neg = np.signbit(values)  # printf writes -0.00 for -0.0 and for -0.004
     n_digits = np.maximum(np.searchsorted(lay.powers, mag, side="right") + 1, lay.least)
