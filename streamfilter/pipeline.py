@@ -267,8 +267,9 @@ def _frame_integrator(config: ReintegrateConfig) -> Callable:
         from .integrate.robust import RobustOptions
 
         if config.background not in (None, "radial"):
-            raise StreamfilterError(f"--method profile works on the radial background only, "
-                                    f"not --background {config.background}")
+            raise StreamfilterError(f"--method profile (the default) works on the radial "
+                                    f"background only, not --background {config.background}; "
+                                    f"add --method robust to sum over that background")
         profile_options = ProfileOptions(robust=RobustOptions())
 
         def run(frame, detector, crystals, energy, chunk):
