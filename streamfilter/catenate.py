@@ -37,8 +37,21 @@ class CatSummary:
     crlf_inputs: list[str] = field(default_factory=list)
 
 
-def _balanced_marks(raw: bytes, marks: list[int]) -> bool:
-    """:func:`_balanced` from the crystal-marker offsets the reader found (no rescan)."""
+def _crystal_marks(raw: bytes) -> list[int]:
+    """Offsets of the lines of ``raw`` that start with ``--- `` (what the reader records as
+    ``Chunk.marks`` on its way to the end marker)."""
+    marks = []
+    i = raw.find(b"--- ")
+    while i >= 0:
+        if i == 0 or raw[i - 1] == 10:
+            marks.append(i)
+        i = raw.find(b"--- ", i + 1)
+    return marks
+
+
+def _balanced(raw: bytes, marks: list[int]) -> bool:
+    """True if peak-list, crystal and reflection-table markers pair up; ``marks`` are the
+    offsets of the crystal-marker lines (no rescan of the tables)."""
     p = raw.find(b"\n" + BEGIN_PEAKS)
     if p >= 0 and raw.find(b"\n" + END_PEAKS, p) < 0:
         return False
@@ -60,35 +73,6 @@ def _balanced_marks(raw: bytes, marks: list[int]) -> bool:
     return begin < 0
 
 
-def _balanced(raw: bytes) -> bool:
-    """True if peak-list, crystal and reflection-table markers pair up, in one pass.
-
-    The finds hop from marker to marker, so the chunk is scanned about once (the big
-    reflection tables hold no ``---`` and are skipped by a single find each).
-    """
-    n = len(raw)
-    p = raw.find(b"\n" + BEGIN_PEAKS)
-    if p >= 0 and raw.find(b"\n" + END_PEAKS, p) < 0:
-        return False
-    pos = 0
-    while True:
-        b = raw.find(b"\n" + BEGIN_CRYSTAL, pos)
-        e = raw.find(b"\n" + END_CRYSTAL, pos)
-        if b < 0:
-            return e < 0
-        if e < b:
-            return False
-        nxt = raw.find(b"\n" + BEGIN_CRYSTAL, b + 1, e)
-        if nxt >= 0:
-            return False
-        r = raw.find(b"\n" + BEGIN_REFL, b, e)
-        if r >= 0 and raw.find(b"\n" + END_REFL, r, e) < 0:
-            return False
-        pos = e + 1
-        if pos >= n:
-            return True
-
-
 def check_chunk(chunk: Chunk, full: bool = False) -> None:
     """Structural checks that CrystFEL's reader would otherwise turn into a silent EOF.
 
@@ -103,8 +87,8 @@ def check_chunk(chunk: Chunk, full: bool = False) -> None:
     if raw.find(b"\nphoton_energy_eV = ") < 0:
         raise chunk.error("chunk has no 'photon_energy_eV =' line (CrystFEL would stop "
                           "reading this file here)")
-    balanced = _balanced(raw) if chunk.marks is None else _balanced_marks(raw, chunk.marks)
-    if full or not balanced:
+    marks = chunk.marks if chunk.marks is not None else _crystal_marks(raw)
+    if full or not _balanced(raw, marks):
         # the parser finds and names the offending line
         for xtal in chunk.crystals:
             xtal.reflections  # noqa: B018 - parse to validate

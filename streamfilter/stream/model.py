@@ -439,9 +439,6 @@ class _ParsedChunk:
     peak_rows: tuple[int, int] | None
 
 
-_KEY_RE = re.compile(rb"^([^=:]+?)\s*(?:=|:)\s?(.*)$")
-
-
 _PREFIX_KEYS = ((b"Image filename: ", "Image filename"), (b"Event: ", "Event"),
                 (b"Image serial number: ", "Image serial number"))
 
@@ -581,27 +578,12 @@ _CRYSTAL_KEYS = {
 
 def _parse_crystal(chunk: Chunk, index: int, start: int, pos: int) -> Crystal:
     """The crystal whose ``--- Begin crystal`` line starts at ``start``; ``pos`` is the
-    offset of the line after it.  Its key lines before the table are split in one go, its
-    table rows are jumped over (one search for ``End of reflections``); it ends with its
-    ``--- End crystal`` line."""
+    offset of the line after it.  Its table rows are jumped over (one search for ``End of
+    reflections``); it ends with its ``--- End crystal`` line."""
     raw = chunk.raw
     n = len(raw)
     xtal = Crystal(chunk=chunk, index=index, start=start, end=n)
-    table = raw.find(b"\n" + BEGIN_REFL, pos - 1)
-    head = raw[pos:table + 1] if table >= 0 else raw[pos:]
-    parts = head.split(b"\n")
-    if head.endswith(b"\n") or not head:
-        parts.pop()
-    for part in parts:
-        line = part[:-1] if part.endswith(b"\r") else part
-        here, pos = pos, pos + len(part) + 1
-        if line == END_CRYSTAL:
-            xtal.end = min(pos, n)
-            return xtal
-        if line in (BEGIN_CRYSTAL, END_CHUNK):
-            raise chunk.error("crystal without '--- End crystal'", chunk.line_at(start))
-        _crystal_line(chunk, xtal, line, here)
-    while True:  # from the table's marker on (or the end of the chunk), line by line
+    while True:
         if pos >= n:
             raise chunk.error("crystal without '--- End crystal'", chunk.line_at(start))
         eol = raw.find(b"\n", pos)

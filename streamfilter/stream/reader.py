@@ -121,27 +121,16 @@ class StreamReader:
         self._pos = 0
         return True
 
-    def _find_line(self, marker: bytes, start: int, stop: int | None = None) -> int:
-        """Relative offset of the next line starting with ``marker`` at or after ``start``.
-
-        With ``stop`` the search ends there (no reading); otherwise more input is read until
-        the marker is found or the input ends (-1).
-        """
+    def _find_line(self, marker: bytes, start: int) -> int:
+        """Relative offset of the next line starting with ``marker`` at or after ``start``,
+        reading more input as needed; -1 at the end of input."""
         pos = start
         while True:
-            base = self._pos
-            limit = len(self._buf) if stop is None else base + stop
-            i = self._buf.find(marker, base + pos, limit)
-            if i >= 0:
-                if i == 0 or self._buf[i - 1] == 10:
-                    return i - base
-                pos = i - base + 1
-                continue
-            if stop is not None:
-                return -1
-            pos = max(start, len(self._buf) - base - len(marker))
-            if not self._fill():
-                return -1
+            i = self._find(marker, pos)
+            at = self._pos + i
+            if i < 0 or at == 0 or self._buf[at - 1] == 10:
+                return i
+            pos = i + 1
 
     def _line_end(self, start: int) -> int:
         """Relative offset just past the newline that ends the line holding ``start``."""
