@@ -49,11 +49,21 @@ def _crystal_marks(raw: bytes) -> list[int]:
     return marks
 
 
+_PEAKS, _PEAKS_END = b"\n" + BEGIN_PEAKS, b"\n" + END_PEAKS
+_REFL, _REFL_END = b"\n" + BEGIN_REFL, b"\n" + END_REFL
+
+
 def _balanced(raw: bytes, marks: list[int]) -> bool:
     """True if peak-list, crystal and reflection-table markers pair up; ``marks`` are the
-    offsets of the crystal-marker lines (no rescan of the tables)."""
-    p = raw.find(b"\n" + BEGIN_PEAKS)
-    if p >= 0 and raw.find(b"\n" + END_PEAKS, p) < 0:
+    offsets of the crystal-marker lines (no rescan of the tables).
+
+    Every search starts or ends next to what it looks for: the peak list ends just before
+    the first crystal (or the end of the chunk), a table ends just before its crystal's end
+    marker; the tables in between are never read.
+    """
+    head = marks[0] if marks else len(raw)
+    p = raw.find(_PEAKS, 0, head)
+    if p >= 0 and raw.rfind(_PEAKS_END, p, head) < 0:
         return False
     begin = -1
     for off in marks:
@@ -64,10 +74,8 @@ def _balanced(raw: bytes, marks: list[int]) -> bool:
         elif raw.startswith(END_CRYSTAL, off):
             if begin < 0:
                 return False
-            r = raw.find(b"\n" + BEGIN_REFL, begin, off)
-            # CrystFEL puts "End of reflections" just before "--- End crystal": rfind
-            # finds it at once
-            if r >= 0 and raw.rfind(b"\n" + END_REFL, r, off) < 0:
+            r = raw.find(_REFL, begin, off)
+            if r >= 0 and raw.rfind(_REFL_END, r, off) < 0:
                 return False
             begin = -1
     return begin < 0

@@ -10,7 +10,7 @@ so every other byte is kept as it was.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -246,7 +246,8 @@ class Chunk:
     index : int
         0-based position of the chunk in the stream (or in the joined streams).
     line_no : int
-        1-based line number of the begin marker in the input.
+        1-based line number of the begin marker in the input (a reader of a regular file
+        passes a function instead, called the first time it is asked for).
     version : str
         Format version of the stream this chunk belongs to ("2.1", "2.2", "2.3").
     malformed : StreamFormatError or None
@@ -257,21 +258,28 @@ class Chunk:
         reader found them on its way to the end marker; None otherwise.
     """
 
-    __slots__ = ("raw", "preceding", "index", "line_no", "version", "path", "malformed",
+    __slots__ = ("raw", "preceding", "index", "_line_no", "version", "path", "malformed",
                  "marks", "__dict__")
 
-    def __init__(self, raw: bytes, *, index: int = 0, line_no: int = 1, version: str = "2.3",
+    def __init__(self, raw: bytes, *, index: int = 0,
+                 line_no: int | Callable[[], int] = 1, version: str = "2.3",
                  path: str = "<stream>", preceding: bytes = b"",
                  malformed: StreamFormatError | None = None,
                  marks: list[int] | None = None) -> None:
         self.raw = raw
         self.preceding = preceding
         self.index = index
-        self.line_no = line_no
+        self._line_no = line_no
         self.version = version
         self.path = path
         self.malformed = malformed
         self.marks = marks
+
+    @property
+    def line_no(self) -> int:
+        if not isinstance(self._line_no, int):
+            self._line_no = self._line_no()
+        return self._line_no
 
     def __repr__(self) -> str:
         return f"<Chunk {self.index} line {self.line_no} {len(self.raw)} bytes>"
