@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from streamfilter.stream import (
     read_stream,
     stream_from_bytes,
 )
+from streamfilter.stream.reader import BLOCK_SIZE
 
 from .streamtext import build_stream
 
@@ -314,6 +316,83 @@ def test_not_a_stream_and_empty_file(tmp_path):
         read_stream(p)
 
 
+def _chunk_offsets(data: bytes) -> list[int]:
+    """Offsets of the begin-marker lines, found independently of the reader."""
+    out, i = [], data.find(b"----- Begin chunk -----\n")
+    while i >= 0:
+        if i == 0 or data[i - 1] == 10:
+            out.append(i)
+        i = data.find(b"----- Begin chunk -----\n", i + 1)
+    return out
+
+
+def test_line_numbers_counted_when_asked_are_exact(tmp_path):
+    """A reader of a regular file counts lines only when asked (after the buffer has moved
+    on, after close, after the file was renamed): the numbers equal an independent count and
+    those of a reader that counts as it goes (a file object)."""
+    built = build_stream(seed=3, n_chunks=40)
+    head, body = built.text.split(b"----- Begin chunk -----\n", 1)
+    body = b"----- Begin chunk -----\n" + body
+    data = head + body * (3 * BLOCK_SIZE // len(body) + 2)  # several read blocks
+    p = tmp_path / "big.stream"
+    p.write_bytes(data)
+    offsets = _chunk_offsets(data)
+    expected, line, last = [], 1, 0
+    for off in offsets:
+        line += data.count(b"\n", last, off)
+        expected.append(line)
+        last = off
+    with read_stream(p) as r:
+        lazy = list(r)
+    with open(p, "rb") as f, read_stream(f) as r:
+        eager = [c.line_no for c in r]
+    assert eager == expected
+    p.rename(tmp_path / "moved.stream")
+    order = np.random.default_rng(0).permutation(len(lazy))  # back and forth over the file
+    assert {int(i): lazy[i].line_no for i in order} == dict(enumerate(expected))
+    # an error in a late chunk, found after the reader went past it, names its line
+    bad = data[:offsets[-2]] + data[offsets[-2]:].replace(b"End of reflections\n", b"", 1)
+    p.write_bytes(bad)
+    with read_stream(p) as r:
+        chunks = list(r)
+    victim = next(c for c in chunks[-2:] if c.crystals)
+    with pytest.raises(StreamFormatError) as e:
+        for x in victim.crystals:
+            x.reflections  # noqa: B018
+    assert e.value.chunk_no == victim.index
+    assert victim.line_no == expected[victim.index]
+    assert e.value.line_no > victim.line_no
+
+
+def test_chunk_scan_ignores_b_and_e_outside_markers(tmp_path):
+    """The chunk scan looks for the B of "Begin" and the E of "End": panel and file names
+    full of both letters, rows starting with '-' and non-marker "--- " lines change nothing
+    (structure, round trip, cat's checks)."""
+    text = build_stream(seed=5, n_chunks=12).text
+    text = (text.replace(b" p0\n", b" EBp0E\n").replace(b" p1\n", b" BE-B\n")
+            .replace(b"p0/", b"EBp0E/").replace(b"p1/", b"BE-B/")
+            .replace(b"data/run_", b"BEGIN/END_")
+            .replace(b"Peaks from peak search\n", b"--- Begin nothing, End nothing\n"
+                                                   b"Peaks from peak search\n", 1))
+    p = tmp_path / "be.stream"
+    p.write_bytes(text)
+    with stream_from_bytes(text) as r:
+        reference = [(c.index, c.raw) for c in r]
+    assert len(reference) == 12
+    with read_stream(p) as r:
+        chunks = list(r)
+    assert [(c.index, c.raw) for c in chunks] == reference
+    assert roundtrip(text) == text
+    assert cat_streams([p], tmp_path / "out.stream").chunks == 12
+    assert (tmp_path / "out.stream").read_bytes() == text
+    # an end marker missing among all those letters is still found
+    victim = chunks[4]
+    broken = text.replace(victim.raw, victim.raw.replace(b"----- End chunk -----\n", b""))
+    p.write_bytes(broken)
+    with pytest.raises(StreamFormatError, match="no '----- End chunk -----' before the next"):
+        cat_streams([p], tmp_path / "out2.stream")
+
+
 # --- cat ------------------------------------------------------------------------------------------
 
 def test_cat_single_input_is_identical_and_shards_join_back(tmp_path):
@@ -340,6 +419,30 @@ def test_cat_refuses_to_overwrite_its_input(tmp_path):
     p.write_bytes(BASE)
     assert main(["cat", str(p), "-o", str(p), "-q"]) == 2
     assert p.read_bytes() == BASE
+
+
+def test_gathered_writes_survive_short_writes(tmp_path, monkeypatch):
+    """The output gathers writes for os.writev; a kernel that takes only part of them at a
+    time (a signal, a pipe) still gets every byte, in order."""
+    from streamfilter.stream import writer
+
+    real = os.writev
+    sizes = iter(np.random.default_rng(4).integers(1, 5000, size=100_000).tolist())
+
+    def short_writev(fd, pieces):
+        limit, out = next(sizes), []
+        for p in pieces:
+            out.append(bytes(p[:limit - sum(map(len, out))]))
+            if sum(map(len, out)) >= limit:
+                break
+        return real(fd, out)
+
+    monkeypatch.setattr(writer.os, "writev", short_writev)
+    text = build_stream(seed=11, n_chunks=30).text
+    src = tmp_path / "in.stream"
+    src.write_bytes(text)
+    cat_streams([src], tmp_path / "out.stream")
+    assert (tmp_path / "out.stream").read_bytes() == text
 
 
 def test_pipe_stdin_to_stdout():
