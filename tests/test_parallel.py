@@ -80,6 +80,30 @@ def test_index_ranges_equal_the_full_reader(tmp_path):
         assert part[0][::3] == full[start][::3]  # its preceding bytes belong to the range before
 
 
+def test_index_of_a_file_longer_than_its_read_blocks_is_exact(tmp_path):
+    """Offsets and line numbers over several 16 MiB read blocks (markers cut by a block
+    end), with B everywhere in panel and file names, equal an independent count."""
+    text = build_stream(seed=6, n_chunks=30).text.replace(b" p1\n", b" BB1\n")
+    text = text.replace(b"data/run_", b"BEAM/B_")
+    head, body = text.split(b"----- Begin chunk -----\n", 1)
+    body = b"----- Begin chunk -----\n" + body
+    data = head + body * ((40 << 20) // len(body))
+    cut = data.rfind(b"\n----- Begin chunk -----", 0, 1 << 24)  # move it across 16 MiB:
+    pad = (1 << 24) - 12 - cut  # a header line pushes the marker over the block end
+    data = head + b"x" * (pad - 1) + b"\n" + data[len(head):]
+    assert data.find(b"\n----- Begin chunk -----", (1 << 24) - 24) < 1 << 24
+    p = tmp_path / "big.stream"
+    p.write_bytes(data)
+    index = build_index(p, cache=False)
+    offsets, i = [], data.find(b"\n----- Begin chunk -----")
+    while i >= 0:
+        offsets.append(i + 1)
+        i = data.find(b"\n----- Begin chunk -----", i + 1)
+    lines = np.cumsum([data.count(b"\n", a, b) for a, b in zip([0, *offsets], offsets)]) + 1
+    assert index.offsets.tolist() == offsets
+    assert index.lines.tolist() == lines.tolist()
+
+
 def test_split_balances_bytes_and_joins_back(tmp_path):
     data = build_stream(seed=8, n_chunks=40).text
     p = tmp_path / "s.stream"
