@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers bitshuffle, LZ4, Blosc, ... with HDF5)
 import numpy as np
 
 from .errors import StreamfilterError
@@ -482,6 +481,7 @@ class FrameSource:
             return st
         obj = f.get(path)
         if isinstance(obj, h5py.Dataset):
+            _ensure_filters(obj)
             st = self._datasets[key] = _Stored(obj, obj.ndim, obj.shape, obj.dtype)
             return st
         # name what the nearest existing ancestor group holds, to make typos obvious
@@ -697,6 +697,7 @@ class FrameSource:
                 ds = f.get(dpath)
                 if not isinstance(ds, h5py.Dataset):
                     continue
+                _ensure_filters(ds)
                 if ds.size == 1:
                     out[hpath] = float(np.asarray(ds[()]).ravel()[0])
                 else:
@@ -718,6 +719,25 @@ class FrameSource:
                 hit[p.name] = arr
             self._geom_bad.put(shift, hit)
         return hit
+
+
+_PLUGINS_LOADED = False
+
+
+def _ensure_filters(ds: h5py.Dataset) -> None:
+    """Register hdf5plugin's filters (bitshuffle, LZ4, Blosc, ...) with HDF5 before a dataset
+    that uses a filter HDF5 lacks is read.  Imported only then: it costs ~15 ms of start-up,
+    and deflate/shuffle datasets (and our direct chunk reads) do not need it."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED or ds.chunks is None:  # contiguous datasets have no filters
+        return
+    dcpl = ds.id.get_create_plist()
+    codes = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+    if all(h5py.h5z.filter_avail(c) for c in codes):
+        return
+    import hdf5plugin  # noqa: F401
+
+    _PLUGINS_LOADED = True
 
 
 @dataclass
@@ -833,8 +853,12 @@ class _DirectPlan:
             planes = planes.reshape(size, n)
             # every value in 0..65535 (most detector frames): two planes, one pass (max is
             # a faster reduction than any)
-            if (size == 4 and self.dtype.kind in "iu" and self.dtype.byteorder in "<=|"
-                    and np.little_endian):
+            if (
+                size == 4
+                and self.dtype.kind in "iu"
+                and self.dtype.byteorder in "<=|"
+                and np.little_endian
+            ):
                 small = not planes[2:].max()
             else:
                 small = False

@@ -17,7 +17,10 @@ Conventions used throughout (see ``spec/coordinates-and-geometry.md``):
 * Lab frame: x, y in pixels of the panel (multiply by 1/res for metres), +z along the beam.
 
 The line grammar is a pyparsing grammar applied line by line, so that every error can name
-the file, the line and the key.  Behaviour follows CrystFEL 0.12 (``datatemplate.c``); where
+the file, the line and the key.  Lines, directions and ``value unit`` pairs whose only
+whitespace is spaces and tabs (every real geometry file) are split by regular expressions
+that give the grammar's parts; anything else goes to the grammar, built (and pyparsing
+imported, ~40 ms) only then.  Behaviour follows CrystFEL 0.12 (``datatemplate.c``); where
 it deliberately differs (stricter number parsing, trailing defaults only warn) the docstring
 of :func:`parse_geometry` says so.
 """
@@ -25,14 +28,15 @@ of :func:`parse_geometry` says so.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyparsing as pp
 
 from .errors import StreamfilterError
 
@@ -594,26 +598,105 @@ def _or(v: float | None, default: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # Grammar
 
-_NAME = pp.Regex(r"[^\s=;/]+")
-_COMMENT = pp.Regex(r";.*")
-_STATEMENT = (
-    pp.Optional(_NAME("owner") + pp.Suppress("/"))
-    + _NAME("key")
-    + pp.Suppress("=")
-    + pp.Regex(r"[^;]*")("value")
+
+class _Grammar:
+    """The pyparsing grammar (``LINE``, ``DIRECTION``, ``VALUE_UNIT``), built on first use."""
+
+    def __init__(self) -> None:
+        import pyparsing as pp
+
+        self.ParseException = pp.ParseException
+        name = pp.Regex(r"[^\s=;/]+")
+        comment = pp.Regex(r";.*")
+        statement = (
+            pp.Optional(name("owner") + pp.Suppress("/"))
+            + name("key")
+            + pp.Suppress("=")
+            + pp.Regex(r"[^;]*")("value")
+        )
+        #: One line: an optional ``[owner/]key = value`` and an optional comment.
+        self.LINE = pp.Optional(pp.Group(statement)("stmt")) + pp.Optional(comment) + pp.StringEnd()
+        num = pp.Regex(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+        axis = pp.one_of("x y z")
+        term = pp.Group(
+            pp.Optional(pp.one_of("+ -"))("sign") + pp.Optional(num)("coef") + axis("axis")
+        )
+        signed = pp.Group(pp.one_of("+ -")("sign") + pp.Optional(num)("coef") + axis("axis"))
+        #: A direction such as ``-0.0059x +0.99998y``.
+        self.DIRECTION = term + pp.ZeroOrMore(signed) + pp.StringEnd()
+        #: A value with an optional unit: ``12000 eV``, ``0.075``, ``/LCLS/clen mm``.
+        self.VALUE_UNIT = (
+            pp.Regex(r"\S+")("value") + pp.Optional(pp.Regex(r"\S+")("unit")) + pp.StringEnd()
+        )
+
+
+@functools.cache
+def grammar() -> _Grammar:
+    """The geometry grammar (pyparsing), the reference for the fast paths below."""
+    return _Grammar()
+
+
+# Fast paths: each accepts only text whose whitespace (between the grammar's tokens) is
+# spaces, and then gives exactly the grammar's parts.  Like pyparsing's parse_string they
+# expand tabs first; pyparsing skips " \t\n\r" between tokens, and a line from
+# splitlines() holds no \n or \r.  tests/test_geometry_fast.py checks them against the
+# grammar.
+_FAST_LINE = re.compile(
+    r" *(?:(?:(?P<owner>[^\s=;/]+) */ *)?(?P<key>[^\s=;/]+) *= *(?P<value>[^;]*))?(?:;.*)?"
 )
-#: One line of a geometry file: an optional ``[owner/]key = value`` and an optional comment.
-LINE = pp.Optional(pp.Group(_STATEMENT)("stmt")) + pp.Optional(_COMMENT) + pp.StringEnd()
+_NUM = r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_FAST_TERM = re.compile(rf" *([+-]?) *({_NUM})? *([xyz])")
+_FAST_DIRECTION = re.compile(rf" *[+-]? *(?:{_NUM})? *[xyz](?: *[+-] *(?:{_NUM})? *[xyz])* *")
+_FAST_VALUE_UNIT = re.compile(r" *(\S+)(?: +(\S+))? *")
 
-_NUM = pp.Regex(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_AXIS = pp.one_of("x y z")
-_TERM = pp.Group(pp.Optional(pp.one_of("+ -"))("sign") + pp.Optional(_NUM)("coef") + _AXIS("axis"))
-_SIGNED_TERM = pp.Group(pp.one_of("+ -")("sign") + pp.Optional(_NUM)("coef") + _AXIS("axis"))
-#: A direction such as ``-0.0059x +0.99998y``.
-DIRECTION = _TERM + pp.ZeroOrMore(_SIGNED_TERM) + pp.StringEnd()
 
-#: A value with an optional unit: ``12000 eV``, ``0.075``, ``/LCLS/clen mm``.
-VALUE_UNIT = pp.Regex(r"\S+")("value") + pp.Optional(pp.Regex(r"\S+")("unit")) + pp.StringEnd()
+def _split_line(line: str) -> tuple[str | None, str, str] | None:
+    """``(owner, key, value)`` of a statement line, None for a blank or comment line.
+
+    Raises ValueError when the grammar rejects the line.
+    """
+    line = line.expandtabs()
+    m = _FAST_LINE.fullmatch(line)
+    if m is not None:
+        key = m["key"]
+        return None if key is None else (m["owner"], key, m["value"])
+    g = grammar()
+    try:
+        res = g.LINE.parse_string(line, parse_all=True)
+    except g.ParseException:
+        raise ValueError(line) from None
+    if "stmt" not in res:
+        return None
+    stmt = res["stmt"]
+    return stmt.get("owner"), stmt["key"], stmt["value"]
+
+
+def _direction_terms(value: str) -> list[tuple[str | None, str | None, str]]:
+    """``(sign, coef, axis)`` of each term of a direction; ValueError if it is not one."""
+    value = value.expandtabs()
+    if _FAST_DIRECTION.fullmatch(value):
+        return [(m[1] or None, m[2], m[3]) for m in _FAST_TERM.finditer(value)]
+    g = grammar()
+    try:
+        terms = g.DIRECTION.parse_string(value, parse_all=True)
+    except g.ParseException:
+        raise ValueError(value) from None
+    return [(t.get("sign"), t.get("coef"), t["axis"]) for t in terms]
+
+
+def _value_unit(value: str) -> tuple[str, str | None]:
+    """``value [unit]``; ValueError if it is not that."""
+    value = value.expandtabs()
+    m = _FAST_VALUE_UNIT.fullmatch(value)
+    if m is not None:
+        return m[1], m[2]
+    g = grammar()
+    try:
+        res = g.VALUE_UNIT.parse_string(value, parse_all=True)
+    except g.ParseException:
+        raise ValueError(value) from None
+    return res["value"], res.get("unit")
+
 
 _GLOBAL_KEYS = {
     "clen",
@@ -739,25 +822,24 @@ class _Parser:
 
     def to_direction(self, value: str, line_no: int, key: str) -> tuple[float, float, float]:
         try:
-            terms = DIRECTION.parse_string(value, parse_all=True)
-        except pp.ParseException:
+            terms = _direction_terms(value)
+        except ValueError:
             raise self.error(
                 line_no, key, f"invalid direction '{value}' (expected e.g. '-0.0059x +0.99998y')"
             ) from None
         vec = {"x": 0.0, "y": 0.0, "z": 0.0}
-        for t in terms:
-            coef = float(t.get("coef", "1"))
-            if t.get("sign") == "-":
+        for sign, coef_text, axis in terms:
+            coef = float(coef_text or "1")
+            if sign == "-":
                 coef = -coef
-            vec[t["axis"]] += coef
+            vec[axis] += coef
         return vec["x"], vec["y"], vec["z"]
 
     def value_unit(self, value: str, line_no: int, key: str) -> tuple[str, str | None]:
         try:
-            res = VALUE_UNIT.parse_string(value, parse_all=True)
-        except pp.ParseException:
+            return _value_unit(value)
+        except ValueError:
             raise self.error(line_no, key, f"expected 'value [unit]', got '{value}'") from None
-        return res["value"], res.get("unit")
 
     @staticmethod
     def is_number(text: str) -> bool:
@@ -773,17 +855,15 @@ class _Parser:
         lines = self.text.splitlines()
         for line_no, line in enumerate(lines, start=1):
             try:
-                res = LINE.parse_string(line, parse_all=True)
-            except pp.ParseException:
+                stmt = _split_line(line)
+            except ValueError:
                 raise self.error(
                     line_no, None, f"cannot parse '{line.strip()}': expected 'key = value'"
                 ) from None
-            if "stmt" not in res:
+            if stmt is None:
                 continue
-            stmt = res["stmt"]
-            owner = stmt.get("owner")
-            key = stmt["key"]
-            value = stmt["value"].strip()
+            owner, key, value = stmt
+            value = value.strip()
             full_key = f"{owner}/{key}" if owner else key
             if value == "":
                 raise self.error(line_no, full_key, "empty value")
@@ -1059,8 +1139,11 @@ class _Parser:
         need("res", "res (pixels per metre)")
         for key in ("corner_x", "corner_y", "res", "coffset"):  # inf would reach the maths
             if p[key] is not None and not math.isfinite(p[key]):
-                raise self.error(lines.get(key, line_no), f"{name}/{key}",
-                                 f"panel {name}: {key} must be a finite number")
+                raise self.error(
+                    lines.get(key, line_no),
+                    f"{name}/{key}",
+                    f"panel {name}: {key} must be a finite number",
+                )
         dims = self.check_dims(name, p["dims"], lines, line_no)
         masks = []
         for num in sorted(p["masks"]):

@@ -451,10 +451,17 @@ def _methods_help() -> str:
     return METHODS_HELP.replace("{robust}", HELP).replace("{profile}", PROFILE_HELP)
 
 
-def _backgrounds() -> tuple[str, ...]:
-    from .integrate.robust import BACKGROUNDS
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills the robust and profile methods' text into the epilog only when the help is
+    shown: their modules are imported (~8 ms) only then, not by every run."""
 
-    return BACKGROUNDS
+    def add_text(self, text: str | None) -> None:
+        super().add_text(_methods_help() if text is METHODS_HELP else text)
+
+
+#: ``--background`` choices: :data:`streamfilter.integrate.robust.BACKGROUNDS` (a test checks
+#: that they are the same), written out so that parsing options does not import that module.
+BACKGROUNDS = ("radial", "plane", "mean")
 
 
 METHODS_HELP = """\
@@ -494,11 +501,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reintegrate",
         help="re-integrate every reflection from its HDF5 frame",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="Re-integrate every reflection of every crystal from the frames the "
         "stream references and write a stream that partialator and process_hkl read as "
         "indexamajig's. Only reflection rows and num_* counters change.",
-        epilog=_methods_help(),
+        epilog=METHODS_HELP,
     )
     p.add_argument("input", metavar="IN", help="input stream, - for stdin")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output, - for stdout")
@@ -517,7 +524,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--background",
-        choices=_backgrounds(),
+        choices=BACKGROUNDS,
         help="background model of --method robust (default radial; see below)",
     )
     add_frame_arguments(p)
