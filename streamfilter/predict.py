@@ -52,6 +52,12 @@ DBL_MIN = np.finfo(np.float64).tiny
 #: ``check_reflection`` drops reflections whose Gaussian overlap is below this value.
 MIN_PARTIALITY = math.exp(-0.5 * 1.7 * 1.7)
 
+# Floating-point warnings are off in the entry points (_predict, positions_for,
+# threshold_radius, ...): the corner cases of check_reflection divide by zero and overflow
+# on purpose.  The helpers they call (_ewald, _excite, _overlap, _locate, ...) assume it,
+# rather than each paying for its own np.errstate (~2 us a time).
+_QUIET = {"divide": "ignore", "invalid": "ignore", "over": "ignore"}
+
 
 @dataclass
 class Predictions:
@@ -116,9 +122,80 @@ class _PanelGeom:
     pixel_pitch: float
 
 
-def _panel_geoms(detector: Any, header_values: Mapping[str, float] | None) -> list[_PanelGeom]:
+@dataclass
+class _Geometry:
+    """``create_detgeom`` of a detector for one frame's header values: the panels'
+    :class:`_PanelGeom` and, for :func:`_locate`, the same numbers as arrays (one row per
+    panel, geometry order).
+
+    ``columns`` is ``[corner | fs | ss]`` per panel (P, 3, 3), pixels; ``pitch`` (P,) m;
+    ``width``, ``height`` (P, 1) pixels; ``max_resolution`` memoises
+    :func:`_max_resolution` by wavelength; ``inverse`` is the inverse of ``columns``.
+    """
+
+    panels: list[_PanelGeom]
+    columns: np.ndarray
+    pitch: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    max_resolution: dict[float, float]
+    inverse: np.ndarray | None  # of ``columns`` (None: a panel's matrix is singular)
+
+    def may_hit(
+        self, x: np.ndarray, y: np.ndarray, zk: np.ndarray, det_shift_m: tuple[float, float]
+    ) -> np.ndarray:
+        """bool: the rays ``(x, y, zk)`` that may hit a panel; every other ray misses them
+        all by a pixel or more.  A cheap pre-filter for :func:`_locate`, which decides.
+
+        Solves with the panels' inverse matrices (the detector shift, which only moves
+        the corner column, by Sherman-Morrison), rounding errors ~1e-12 relative.  A ray
+        that meets a panel has ``v = (1/mu, fs/mu, ss/mu)`` with ``v0 >= |v| / (1 + w + h)``,
+        so its fs and ss come out here within far less than the pixel of margin.
+        """
+        n = x.shape[0]
+        inverse = self.inverse
+        if inverse is None or n < 2:  # (a singular panel: left to _locate's solve)
+            return np.ones(n, dtype=bool)
+        v = inverse @ np.stack([x, y, zk])  # (P, 3, n)
+        if det_shift_m[0] or det_shift_m[1]:
+            shift = np.zeros((len(self.panels), 3))
+            shift[:, 0] = det_shift_m[0] / self.pitch
+            shift[:, 1] = det_shift_m[1] / self.pitch
+            a = np.einsum("pij,pj->pi", inverse, shift)  # inverse @ shift, per panel
+            if not np.all(np.abs(1.0 + a[:, 0]) > 1e-3):  # the shift nearly makes a panel
+                return np.ones(n, dtype=bool)  # singular: everything to the exact solve
+            v = v - (a / (1.0 + a[:, :1]))[:, :, None] * v[:, :1, :]
+        v0 = v[:, 0]
+        fs, ss = v[:, 1] / v0, v[:, 2] / v0
+        near = (v0 > 0) & (fs > -1.0) & (fs < self.width + 1.0)
+        near &= (ss > -1.0) & (ss < self.height + 1.0)
+        near = near.any(axis=0)
+        if np.count_nonzero(near) == 1:  # keep LAPACK on its path for several rays
+            near[np.flatnonzero(~near)[0]] = True
+        return near
+
+    def locate_matrices(self, det_shift_m: tuple[float, float]) -> np.ndarray:
+        """``[corner + det_shift | fs | ss]`` per panel, the shift in pixels (C's operations:
+        ``cnx + det_shift_x / pixel_pitch``)."""
+        mats = self.columns.copy()
+        mats[:, 0, 0] += det_shift_m[0] / self.pitch
+        mats[:, 1, 0] += det_shift_m[1] / self.pitch
+        return mats
+
+
+# The geometry of the last few (detector, header values): every crystal of a run has the same
+# one.  Detectors are not modified once parsed; the entry holds the detector, so that its id
+# cannot be reused while it is cached.  Plain dict operations: safe in threads (Dask).
+_GEOMETRIES: dict[tuple, tuple[Any, _Geometry]] = {}
+
+
+def _panel_geoms(detector: Any, header_values: Mapping[str, float] | None) -> _Geometry:
     """``create_detgeom``: corners in pixels, the whole-detector shift applied to them, and
-    ``cnz = (clen + coffset) / pixel_pitch``."""
+    ``cnz = (clen + coffset) / pixel_pitch`` (memoised per detector and header values)."""
+    key = (id(detector), tuple(sorted(header_values.items())) if header_values else ())
+    hit = _GEOMETRIES.get(key)
+    if hit is not None and hit[0] is detector:
+        return hit[1]
     shift = getattr(detector, "detector_shift_m", None)
     sx, sy = shift(header_values) if shift is not None else (0.0, 0.0)
     out = []
@@ -138,13 +215,40 @@ def _panel_geoms(detector: Any, header_values: Mapping[str, float] | None) -> li
                 pixel_pitch=pitch,
             )
         )
-    return out
+    columns = np.array(
+        [[[g.cnx, g.fsv[0], g.ssv[0]], [g.cny, g.fsv[1], g.ssv[1]], [g.cnz, g.fsv[2], g.ssv[2]]]
+         for g in out], dtype=np.float64,
+    ).reshape(len(out), 3, 3)  # fmt: skip
+    geometry = _Geometry(
+        panels=out,
+        columns=columns,
+        pitch=np.array([g.pixel_pitch for g in out], dtype=np.float64),
+        width=np.array([g.w for g in out], dtype=np.int64)[:, None],
+        height=np.array([g.h for g in out], dtype=np.int64)[:, None],
+        max_resolution={},
+        inverse=None,
+    )
+    try:
+        geometry.inverse = np.linalg.inv(columns)
+    except np.linalg.LinAlgError:
+        pass
+    for a in (geometry.columns, geometry.pitch, geometry.width, geometry.height, geometry.inverse):
+        if a is not None:
+            a.flags.writeable = False  # shared by every crystal
+    if len(_GEOMETRIES) >= 8:
+        _GEOMETRIES.clear()
+    _GEOMETRIES[key] = (detector, geometry)
+    return geometry
 
 
-def _max_resolution(geoms: list[_PanelGeom], wavelength: float) -> float:
+def _max_resolution(geoms: _Geometry | list[_PanelGeom], wavelength: float) -> float:
     """``detgeom_max_resolution``: largest |q| (m^-1) over all panel corners."""
+    memo = geoms.max_resolution if isinstance(geoms, _Geometry) else {}
+    best = memo.get(wavelength)
+    if best is not None:
+        return best
     best = 0.0
-    for g in geoms:
+    for g in geoms.panels if isinstance(geoms, _Geometry) else geoms:
         f0, f1, f2 = (float(v) for v in g.fsv)
         s0, s1, s2 = (float(v) for v in g.ssv)
         for fs, ss in ((0, 0), (0, g.h), (g.w, 0), (g.w, g.h)):
@@ -154,6 +258,9 @@ def _max_resolution(geoms: list[_PanelGeom], wavelength: float) -> float:
             fac = wavelength * math.sqrt(xs * xs + ys * ys + zs * zs)
             r = (xs / fac, ys / fac, zs / fac - 1.0 / wavelength)
             best = max(best, math.sqrt(r[0] ** 2 + r[1] ** 2 + r[2] ** 2))
+    if len(memo) >= 64:
+        memo.clear()
+    memo[wavelength] = best
     return best
 
 
@@ -161,7 +268,7 @@ def _locate(
     x: np.ndarray,
     y: np.ndarray,
     zk: np.ndarray,
-    geoms: list[_PanelGeom],
+    geometry: _Geometry,
     det_shift_m: tuple[float, float],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``locate_peak``: first panel hit by the rays ``(x, y, zk)``; -1 where none.
@@ -170,32 +277,21 @@ def _locate(
     does with ``gsl_linalg_HH_solve``.
     """
     n = x.shape[0]
-    if n == 0 or not geoms:
+    if n == 0 or not geometry.panels:
         return np.full(n, -1, dtype=np.int64), np.full(n, -1.0), np.full(n, -1.0)
-    mats = np.array(
-        [
-            [
-                [g.cnx + det_shift_m[0] / g.pixel_pitch, g.fsv[0], g.ssv[0]],
-                [g.cny + det_shift_m[1] / g.pixel_pitch, g.fsv[1], g.ssv[1]],
-                [g.cnz, g.fsv[2], g.ssv[2]],
-            ]
-            for g in geoms
-        ]
-    )
     # one LAPACK solve per panel (batched), each with all the rays as right-hand sides
-    v = np.linalg.solve(mats, np.stack([x, y, zk]))
+    v = np.linalg.solve(geometry.locate_matrices(det_shift_m), np.stack([x, y, zk]))
     one_over_mu = v[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fs = v[:, 1] / one_over_mu
-        ss = v[:, 2] / one_over_mu
-    width = np.array([g.w for g in geoms])[:, None]
-    height = np.array([g.h for g in geoms])[:, None]
-    ok = (one_over_mu >= 0.0) & (fs >= 0.0) & (fs < width) & (ss >= 0.0) & (ss < height)
+    fs = v[:, 1] / one_over_mu
+    ss = v[:, 2] / one_over_mu
+    ok = (one_over_mu >= 0.0) & (fs >= 0.0) & (fs < geometry.width)
+    ok &= (ss >= 0.0) & (ss < geometry.height)
     first = ok.argmax(axis=0)  # the first panel in geometry order takes the reflection
-    hit = ok[first, np.arange(n)]
+    rays = np.arange(n)
+    hit = ok[first, rays]
     panel = np.where(hit, first, -1)
-    fs_out = np.where(hit, fs[first, np.arange(n)], -1.0)
-    ss_out = np.where(hit, ss[first, np.arange(n)], -1.0)
+    fs_out = np.where(hit, fs[first, rays], -1.0)
+    ss_out = np.where(hit, ss[first, rays], -1.0)
     return panel, fs_out, ss_out
 
 
@@ -205,8 +301,7 @@ def _locate(
 
 
 def _safe_khalf(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = -(x * x + y * y + z * z) / (2.0 * z)
+    out = -(x * x + y * y + z * z) / (2.0 * z)
     return np.where(z > 0.0, np.nan, out)
 
 
@@ -244,19 +339,18 @@ def _ewald(
     kcen = 1.0 / wavelength
     sigma = bandwidth / wavelength
     z = zl + kcen
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        norm = 1.0 / np.sqrt(xl * xl + yl * yl + z * z)
-        x = xl * norm
-        y = yl * norm
-        z = z * norm
-        sigma_proj = (1 - z) * sigma
-        sp2 = sigma_proj * sigma_proj
-        w1 = 1.0 / sp2
-        x = x * kcen
-        y = y * kcen
-        z = z * kcen
-        z = z - kcen
-        e2 = (x - xl) * (x - xl) + (y - yl) * (y - yl) + (z - zl) * (z - zl)
+    norm = 1.0 / np.sqrt(xl * xl + yl * yl + z * z)
+    x = xl * norm
+    y = yl * norm
+    z = z * norm
+    sigma_proj = (1 - z) * sigma
+    sp2 = sigma_proj * sigma_proj
+    w1 = 1.0 / sp2
+    x = x * kcen
+    y = y * kcen
+    z = z * kcen
+    z = z - kcen
+    e2 = (x - xl) * (x - xl) + (y - yl) * (y - yl) + (z - zl) * (z - zl)
     return _Ewald(xl, yl, zl, x, y, z, sp2, w1, e2, kcen, sigma)
 
 
@@ -268,21 +362,20 @@ def _overlap(
     Returns the partiality (0 where the weight underflows or is NaN), the Gaussian overlap
     and the bool "used" mask (``overlap >= DBL_MIN``).
     """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rr = r * r
-        sigma2 = rr + sp2
-        exponent = -0.5 * exerr2 / sigma2
-        overlap = np.where(
-            exponent > -700.0,
-            np.exp(exponent) * np.sqrt(2 * math.pi * r * r) / np.sqrt(2 * math.pi * sigma2),
-            0.0,
-        )
-        # mean_variance() with one sample of weight `overlap` (the Gaussian's area is 1):
-        # skipped below DBL_MIN.
-        used = overlap >= DBL_MIN
-        partiality = np.where(used, overlap, 0.0)
-        # Revert the 'Lorentz' factor: M2_k / sumw_k = sigma^2 for one Gaussian of area 1.
-        partiality = partiality * np.sqrt((rr + sigma * sigma) / rr)
+    rr = r * r
+    sigma2 = rr + sp2
+    exponent = -0.5 * exerr2 / sigma2
+    overlap = np.where(
+        exponent > -700.0,
+        np.exp(exponent) * np.sqrt(2 * math.pi * r * r) / np.sqrt(2 * math.pi * sigma2),
+        0.0,
+    )
+    # mean_variance() with one sample of weight `overlap` (the Gaussian's area is 1):
+    # skipped below DBL_MIN.
+    used = overlap >= DBL_MIN
+    partiality = np.where(used, overlap, 0.0)
+    # Revert the 'Lorentz' factor: M2_k / sumw_k = sigma^2 for one Gaussian of area 1.
+    partiality = partiality * np.sqrt((rr + sigma * sigma) / rr)
     partiality = np.where(np.isnan(partiality), 0.0, partiality)
     return partiality, overlap, used
 
@@ -299,30 +392,29 @@ def _excite(
     r = np.abs(np.asarray(profile_radius, dtype=np.float64))
     kcen = ew.kcen
     w1 = ew.w1
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        w0 = np.where(r > 0, 1.0 / (r * r), np.inf)
-        laue = np.isinf(w0) | (w0 / w1 <= DBL_MIN)
-        mono = ~laue & (w1 / w0 <= DBL_MIN)
-        special = laue | mono
-        corner = bool(np.any(special))
-        if corner:
-            khalf_l = _safe_khalf(ew.xl, ew.yl, ew.zl)
-            exerr2 = np.where(special, (kcen - khalf_l) ** 2, ew.e2)
-        else:
-            exerr2 = ew.e2
-        partiality, overlap, used = _overlap(exerr2, ew.sp2, r, ew.sigma)
-        if not want_kpred:
-            return partiality, None
-        zlp0 = np.where(ew.zl < 0, ew.zl, 0.0)
-        ws = w0 + w1
-        xw = (ew.xl * w0 + ew.x * w1) / ws
-        yw = (ew.yl * w0 + ew.y * w1) / ws
-        zw = (zlp0 * w0 + ew.z * w1) / ws
-        kpred = _safe_khalf(xw, yw, zw)
-        if corner:
-            kpred = np.where(laue, kcen, np.where(mono, khalf_l, kpred))
-        # the mean is computed as (x*w)/w, like the C code
-        kpred = np.where(used, (kpred * overlap) / overlap, 0.0)
+    w0 = np.where(r > 0, 1.0 / (r * r), np.inf)
+    laue = np.isinf(w0) | (w0 / w1 <= DBL_MIN)
+    mono = ~laue & (w1 / w0 <= DBL_MIN)
+    special = laue | mono
+    corner = bool(np.any(special))
+    if corner:
+        khalf_l = _safe_khalf(ew.xl, ew.yl, ew.zl)
+        exerr2 = np.where(special, (kcen - khalf_l) ** 2, ew.e2)
+    else:
+        exerr2 = ew.e2
+    partiality, overlap, used = _overlap(exerr2, ew.sp2, r, ew.sigma)
+    if not want_kpred:
+        return partiality, None
+    zlp0 = np.where(ew.zl < 0, ew.zl, 0.0)
+    ws = w0 + w1
+    xw = (ew.xl * w0 + ew.x * w1) / ws
+    yw = (ew.yl * w0 + ew.y * w1) / ws
+    zw = (zlp0 * w0 + ew.z * w1) / ws
+    kpred = _safe_khalf(xw, yw, zw)
+    if corner:
+        kpred = np.where(laue, kcen, np.where(mono, khalf_l, kpred))
+    # the mean is computed as (x*w)/w, like the C code
+    kpred = np.where(used, (kpred * overlap) / overlap, 0.0)
     return partiality, kpred
 
 
@@ -353,7 +445,8 @@ def _excitation(
         ``partiality`` is 0 where CrystFEL's weight underflows; ``kpred`` (m^-1) is the
         wavenumber the spot is placed with (``mean_kpred`` of the single Gaussian).
     """
-    partiality, kpred = _excite(_ewald(xl, yl, zl, wavelength, bandwidth), profile_radius)
+    with np.errstate(**_QUIET):
+        partiality, kpred = _excite(_ewald(xl, yl, zl, wavelength, bandwidth), profile_radius)
     assert kpred is not None
     return partiality, kpred
 
@@ -377,13 +470,14 @@ def threshold_radius(
     computed only for the points that fail at r_lo and pass at r_hi, and stopped once
     ``lo`` and ``hi`` are neighbouring doubles (further halvings cannot change them).
     """
-    ew = _ewald(xl, yl, zl, wavelength, bandwidth)
-    p_lo, _ = _excite(ew, float(r_lo), want_kpred=False)
-    p_hi, _ = _excite(ew, float(r_hi), want_kpred=False)
-    out = np.where(p_hi < MIN_PARTIALITY, np.inf, float(r_lo))
-    todo = np.flatnonzero((p_lo < MIN_PARTIALITY) & ~(p_hi < MIN_PARTIALITY))
-    if todo.size:
-        out[todo] = _bisect(ew.take(todo), float(r_lo), float(r_hi), iterations)
+    with np.errstate(**_QUIET):
+        ew = _ewald(xl, yl, zl, wavelength, bandwidth)
+        p_lo, _ = _excite(ew, float(r_lo), want_kpred=False)
+        p_hi, _ = _excite(ew, float(r_hi), want_kpred=False)
+        out = np.where(p_hi < MIN_PARTIALITY, np.inf, float(r_lo))
+        todo = np.flatnonzero((p_lo < MIN_PARTIALITY) & ~(p_hi < MIN_PARTIALITY))
+        if todo.size:
+            out[todo] = _bisect(ew.take(todo), float(r_lo), float(r_hi), iterations)
     return out
 
 
@@ -395,11 +489,12 @@ def _threshold_radius_of_predicted(
     They all pass the cut at r_hi, so only the evaluation at r_lo and the bisection remain;
     the result is the same, bit for bit, as ``threshold_radius`` of their h, k, l.
     """
-    p_lo, _ = _excite(terms, float(r_lo), want_kpred=False)
-    out = np.full(p_lo.shape, float(r_lo))
-    todo = np.flatnonzero(p_lo < MIN_PARTIALITY)
-    if todo.size:
-        out[todo] = _bisect(terms.take(todo), float(r_lo), float(r_hi), iterations)
+    with np.errstate(**_QUIET):
+        p_lo, _ = _excite(terms, float(r_lo), want_kpred=False)
+        out = np.full(p_lo.shape, float(r_lo))
+        todo = np.flatnonzero(p_lo < MIN_PARTIALITY)
+        if todo.size:
+            out[todo] = _bisect(terms.take(todo), float(r_lo), float(r_hi), iterations)
     return out
 
 
@@ -413,15 +508,14 @@ def _bisect(ew: _Ewald, r_lo: float, r_hi: float, iterations: int) -> np.ndarray
     hi = np.full(ew.e2.shape, r_hi)
     # Where the general case of check_reflection holds at both ends it holds in between
     # (1/R^2 is monotonic), and only the R-dependent tail has to be evaluated per step.
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        w0_lo = 1.0 / (r_lo * r_lo) if r_lo * r_lo > 0 else math.inf
-        w0_hi = 1.0 / (r_hi * r_hi) if r_hi * r_hi > 0 else math.inf
-        general = (
-            math.isfinite(w0_lo)
-            & (w0_hi / ew.w1 > DBL_MIN)
-            & (ew.w1 / w0_lo > DBL_MIN)
-            & np.isfinite(ew.sp2)
-        )
+    w0_lo = 1.0 / (r_lo * r_lo) if r_lo * r_lo > 0 else math.inf
+    w0_hi = 1.0 / (r_hi * r_hi) if r_hi * r_hi > 0 else math.inf
+    general = (
+        math.isfinite(w0_lo)
+        & (w0_hi / ew.w1 > DBL_MIN)
+        & (ew.w1 / w0_lo > DBL_MIN)
+        & np.isfinite(ew.sp2)
+    )
     fast = np.flatnonzero(general)
     if fast.size <= _SCALAR_BISECTION:
         hi[fast] = [
@@ -567,21 +661,22 @@ def _candidate_indices(
             indexing="ij",
         )
         return hh.ravel(), kk.ravel(), ll.ravel()
-    s = 2 if limits[2] >= max(limits) else int(np.argmax(limits))
+    s = 2 if limits[2] >= max(limits) else limits.index(max(limits))  # the first largest
     i, j = (a for a in range(3) if a != s)
     ni = np.arange(-limits[i], limits[i] + 1, dtype=np.float64)
     nj = np.arange(-limits[j], limits[j] + 1, dtype=np.float64)
-    c = recip[s]
-    qa = float(c @ c)
+    rows = recip.tolist()  # Python floats: the scalar arithmetic below is plain IEEE
+    c = rows[s]
+    qa = _dot(c, c)
     # w = ni a_i + nj a_j + kcen z (from the sphere's centre): the line w + t c is closest to
     # the centre at t = -(w . c) / |c|^2, at squared distance |w x c|^2 / |c|^2; in index
     # units d2 = |w x c|^2 / |c|^4 is a quadratic form in (ni, nj).
-    ci, cj, c0 = _cross(recip[i], c), _cross(recip[j], c), _cross((0.0, 0.0, kcen), c)
+    ci, cj, c0 = _cross(rows[i], c), _cross(rows[j], c), _cross((0.0, 0.0, kcen), c)
     q2 = qa * qa
     f_i = (ni * ((_dot(ci, ci) * ni + 2.0 * _dot(ci, c0)) / q2) + _dot(c0, c0) / q2)[:, None]
     g_j = nj * ((_dot(cj, cj) * nj + 2.0 * _dot(cj, c0)) / q2)
     d2 = (f_i + (ni * (2.0 * _dot(ci, cj) / q2))[:, None] * nj + g_j).ravel()
-    ci_c, cj_c, c0_c = -_dot(recip[i], c) / qa, -_dot(recip[j], c) / qa, -kcen * float(c[2]) / qa
+    ci_c, cj_c, c0_c = -_dot(rows[i], c) / qa, -_dot(rows[j], c) / qa, -kcen * c[2] / qa
     centre = ((ni * ci_c)[:, None] + (nj * cj_c + c0_c)).ravel()
     margin = 1e-3 + 1e-5 * (abs(ci_c) * limits[i] + abs(cj_c) * limits[j] + abs(c0_c))
     lim = limits[s]
@@ -613,13 +708,15 @@ def _candidate_indices(
 
 
 def _cross(a: Any, b: Any) -> tuple[float, float, float]:
-    a0, a1, a2 = (float(v) for v in a)
-    b0, b1, b2 = (float(v) for v in b)
+    """a x b of 3-sequences of Python floats."""
+    a0, a1, a2 = a
+    b0, b1, b2 = b
     return (a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0)
 
 
 def _dot(a: Any, b: Any) -> float:
-    return float(a[0]) * float(b[0]) + float(a[1]) * float(b[1]) + float(a[2]) * float(b[2])
+    """a . b of 3-sequences of Python floats."""
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
 def _forbidden(h: np.ndarray, k: np.ndarray, l: np.ndarray, centering: str) -> np.ndarray:  # noqa: E741
@@ -706,59 +803,70 @@ def _predict(
 ) -> tuple[Predictions, _Ewald]:
     """:func:`predict_reflections`, plus the R-independent ``check_reflection`` terms of the
     predicted reflections (in the same order), for :func:`_threshold_radius_of_predicted`."""
-    recip = reciprocal_matrix(astar, bstar, cstar)
-    wavelength = photon_energy_to_wavelength(photon_energy_eV)
-    r = (profile_radius or 0.0) * 1e9
-    bw = bandwidth or 0.0
-    shift_m = (det_shift_mm[0] * 1e-3, det_shift_mm[1] * 1e-3)
-    geoms = _panel_geoms(detector, header_values)
+    with np.errstate(**_QUIET):
+        recip = reciprocal_matrix(astar, bstar, cstar)
+        wavelength = photon_energy_to_wavelength(photon_energy_eV)
+        r = (profile_radius or 0.0) * 1e9
+        bw = bandwidth or 0.0
+        shift_m = (det_shift_mm[0] * 1e-3, det_shift_mm[1] * 1e-3)
+        geoms = _panel_geoms(detector, header_values)
 
-    real = np.linalg.inv(recip).T  # rows a, b, c in m
-    mres = min(_max_resolution(geoms, wavelength), max_one_over_d)
-    hmax, kmax, lmax = (min(int(mres * np.linalg.norm(v)), 511) for v in real)
+        real = np.ascontiguousarray(np.linalg.inv(recip).T)  # rows a, b, c in m
+        mres = min(_max_resolution(geoms, wavelength), max_one_over_d)
+        # |a| as np.linalg.norm computes it (sqrt of the dot product), without its overhead
+        hmax, kmax, lmax = (min(int(mres * math.sqrt(v.dot(v))), 511) for v in real)
 
-    bound = _excitation_bound(wavelength, bw, r)
-    h, k, l = _candidate_indices(recip, (hmax, kmax, lmax), 1.0 / wavelength, bound)  # noqa: E741
-    keep = ~((h == 0) & (k == 0) & (l == 0)) & ~_forbidden(h, k, l, centering)
-    h, k, l = h[keep], k[keep], l[keep]  # noqa: E741
+        bound = _excitation_bound(wavelength, bw, r)
+        h, k, l = _candidate_indices(recip, (hmax, kmax, lmax), 1.0 / wavelength, bound)  # noqa: E741
+        keep = (h != 0) | (k != 0) | (l != 0)
+        if (centering or "P").upper() != "P":
+            keep &= ~_forbidden(h, k, l, centering)
+        h, k, l = h[keep], k[keep], l[keep]  # noqa: E741
 
-    xl = h * recip[0, 0] + k * recip[1, 0] + l * recip[2, 0]
-    yl = h * recip[0, 1] + k * recip[1, 1] + l * recip[2, 1]
-    zl = h * recip[0, 2] + k * recip[1, 2] + l * recip[2, 2]
-    one_over_d = np.sqrt(xl * xl + yl * yl + zl * zl)
-    keep = ~(one_over_d > max_one_over_d)
-    if bound is not None:
-        kcen = 1.0 / wavelength
-        dist = np.sqrt(xl * xl + yl * yl + (zl + kcen) ** 2) - kcen
-        keep &= np.abs(dist) <= bound
+        # h * recip[0, 0] converts h to float64 first: done once here, the same numbers
+        hf, kf, lf = h.astype(np.float64), k.astype(np.float64), l.astype(np.float64)
+        xl = hf * recip[0, 0] + kf * recip[1, 0] + lf * recip[2, 0]
+        yl = hf * recip[0, 1] + kf * recip[1, 1] + lf * recip[2, 1]
+        zl = hf * recip[0, 2] + kf * recip[1, 2] + lf * recip[2, 2]
+        one_over_d = np.sqrt(xl * xl + yl * yl + zl * zl)
+        keep = ~(one_over_d > max_one_over_d)
+        if bound is not None:
+            kcen = 1.0 / wavelength
+            dist = np.sqrt(xl * xl + yl * yl + (zl + kcen) ** 2) - kcen
+            keep &= np.abs(dist) <= bound
 
-    ew = _ewald(xl[keep], yl[keep], zl[keep], wavelength, bw)
-    part, kpred = _excite(ew, r)
-    assert kpred is not None
-    excited = ~(part < MIN_PARTIALITY)
-    sel = np.flatnonzero(keep)[excited]
-    # CrystFEL's RefList order: h, then k, then l ascending.  Sorted before _locate: LAPACK's
-    # solve gives results (to the last bit) that depend on a column's place among the rays.
-    order = np.argsort((h[sel] * 1024 + k[sel]) * 1024 + l[sel])  # unique keys: |index| <= 511
-    sel = sel[order]
-    in_ew = np.flatnonzero(excited)[order]
-    part, kpred = part[excited][order], kpred[excited][order]
+        ew = _ewald(xl[keep], yl[keep], zl[keep], wavelength, bw)
+        part, kpred = _excite(ew, r)
+        assert kpred is not None
+        in_ew = np.flatnonzero(~(part < MIN_PARTIALITY))  # excited: index into ew
+        sel = np.flatnonzero(keep)[in_ew]  # the same reflections: index into h, k, l
+        zk = zl[sel] + kpred[in_ew]
+        # About half the excited reflections miss the detector: left out of the exact solve.
+        # LAPACK's solve (OpenBLAS) gives each ray the same bits whichever other rays are
+        # solved with it, as long as there are at least two (one takes another code path;
+        # may_hit never leaves just one of several): tests/test_predict_fast.py checks it.
+        near = geoms.may_hit(xl[sel], yl[sel], zk, shift_m)
+        in_ew, sel, zk = in_ew[near], sel[near], zk[near]
+        # CrystFEL's RefList order: h, then k, then l ascending, also for _locate, as the
+        # whole-box scan of tests/test_predict.py (the plain algorithm) orders the rays.
+        order = np.argsort((h[sel] * 1024 + k[sel]) * 1024 + l[sel])  # unique keys: |index| <= 511
+        in_ew, sel, zk = in_ew[order], sel[order], zk[order]
 
-    panel, fs, ss = _locate(xl[sel], yl[sel], zl[sel] + kpred, geoms, shift_m)
-    on = panel >= 0
-    sel, part, kpred = sel[on], part[on], kpred[on]
-    pred = Predictions(
-        h=h[sel].astype(np.int32),
-        k=k[sel].astype(np.int32),
-        l=l[sel].astype(np.int32),
-        panel=panel[on],
-        fs=fs[on],
-        ss=ss[on],
-        one_over_d=one_over_d[sel],
-        partiality=part,
-        kpred=kpred,
-    )
-    return pred, ew.take(in_ew[on])
+        panel, fs, ss = _locate(xl[sel], yl[sel], zk, geoms, shift_m)
+        on = panel >= 0
+        sel, in_ew = sel[on], in_ew[on]
+        pred = Predictions(
+            h=h[sel].astype(np.int32),
+            k=k[sel].astype(np.int32),
+            l=l[sel].astype(np.int32),
+            panel=panel[on],
+            fs=fs[on],
+            ss=ss[on],
+            one_over_d=one_over_d[sel],
+            partiality=part[in_ew],
+            kpred=kpred[in_ew],
+        )
+        return pred, ew.take(in_ew)
 
 
 def positions_for(
@@ -800,4 +908,5 @@ def positions_for(
     else:
         kpred = np.full(xl.shape, 1.0 / wavelength)
     shift_m = (det_shift_mm[0] * 1e-3, det_shift_mm[1] * 1e-3)
-    return _locate(xl, yl, zl + kpred, _panel_geoms(detector, header_values), shift_m)
+    with np.errstate(**_QUIET):
+        return _locate(xl, yl, zl + kpred, _panel_geoms(detector, header_values), shift_m)

@@ -275,7 +275,8 @@ def whole_box_prediction(lat: Lattice, energy: float, det, r_nm: float, bw: floa
     xl, yl, zl = (h * recip[0, i] + k * recip[1, i] + l * recip[2, i] for i in range(3))
     part, kpred = _excitation(xl, yl, zl, wavelength, bw, r_nm * 1e9)
     on = np.flatnonzero(~(part < MIN_PARTIALITY))
-    panel, fs, ss = _locate(xl[on], yl[on], zl[on] + kpred[on], geoms, (0.0, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        panel, fs, ss = _locate(xl[on], yl[on], zl[on] + kpred[on], geoms, (0.0, 0.0))
     hit = panel >= 0
     return h[on][hit], k[on][hit], l[on][hit], panel[hit], fs[hit], ss[hit], kpred[on][hit]
 

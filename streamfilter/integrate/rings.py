@@ -147,10 +147,17 @@ def poisson_variance(intensity: np.ndarray, adu_per_photon: np.ndarray | float) 
     return var
 
 
-def finish_result(intensity: np.ndarray, sigma: np.ndarray, peak: np.ndarray,
-                  background: np.ndarray, status: np.ndarray, saturated: np.ndarray,
-                  done: np.ndarray, n_peak: np.ndarray, n_background: np.ndarray
-                  ) -> RingsResult:
+def finish_result(
+    intensity: np.ndarray,
+    sigma: np.ndarray,
+    peak: np.ndarray,
+    background: np.ndarray,
+    status: np.ndarray,
+    saturated: np.ndarray,
+    done: np.ndarray,
+    n_peak: np.ndarray,
+    n_background: np.ndarray,
+) -> RingsResult:
     """A :class:`RingsResult` with NaN numbers wherever ``done`` is False (every mode)."""
     nan = np.full(status.shape, np.nan)
     return RingsResult(
@@ -234,6 +241,16 @@ class _RingPixels:
 
 
 @functools.lru_cache(maxsize=32)
+def _ring_offsets(r1: int, r2: int, r3: int, width: int) -> np.ndarray:
+    """Flat-index offsets from the central pixel of the peak pixels, then the background
+    pixels (:func:`_ring_pixels` order), in a panel ``width`` pixels wide (read-only)."""
+    rp = _ring_pixels(r1, r2, r3, r3)
+    out = np.concatenate([rp.pk_dss * width + rp.pk_dfs, rp.bg_dss * width + rp.bg_dfs])
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=32)
 def _ring_pixels(r1: int, r2: int, r3: int, half_width: int) -> _RingPixels:
     cls_pq = ring_classes(r1, r2, r3, half_width).T  # [p, q]: C order is CrystFEL's
     pk_p, pk_q = np.nonzero(cls_pq == PEAK)
@@ -294,41 +311,47 @@ def integrate_rings(
     status = np.zeros(n_refl, dtype=np.int8)
     status[~boxes.fully_on_panel] = _OFF_PANEL
 
-    def rows(x: np.ndarray, dfs: np.ndarray, dss: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x[:, dss + w, dfs + w].T)
+    kp = rp.pk_dfs.size
+    dfs = np.concatenate([rp.pk_dfs, rp.bg_dfs]) + w
+    dss = np.concatenate([rp.pk_dss, rp.bg_dss]) + w
 
-    bad = boxes.bad & boxes.on_panel
-    bad_pk = rows(bad, rp.pk_dfs, rp.pk_dss)
+    def rows(x: np.ndarray) -> np.ndarray:  # peak pixels, then background pixels
+        return np.ascontiguousarray(x[:, dss, dfs].T)
+
+    bad = rows(boxes.bad & boxes.on_panel)
     if reject_bad_peak:
-        status[(status == _OK) & bad_pk.any(axis=0)] = _BAD_PEAK_PIXEL
-    # make_BgMask: other discs exclude background/ignored pixels; a peak pixel is excluded
-    # only when a second disc (not just its own) covers it
-    pk = ~(bad_pk | (rows(boxes.overlap, rp.pk_dfs, rp.pk_dss) > 1))
-    bg = ~(rows(bad, rp.bg_dfs, rp.bg_dss) | (rows(boxes.overlap, rp.bg_dfs, rp.bg_dss) > 0))
-    v_pk = rows(boxes.values, rp.pk_dfs, rp.pk_dss)
-    v_bg = rows(boxes.values, rp.bg_dfs, rp.bg_dss)
+        status[(status == _OK) & bad[:kp].any(axis=0)] = _BAD_PEAK_PIXEL
+    values = rows(boxes.values)
     limit = np.broadcast_to(np.asarray(max_adu, dtype=np.float64), (n_refl,))
     with np.errstate(invalid="ignore"):
-        over_pk = v_pk > limit
-        over_bg = v_bg > limit
+        over = values > limit
         if saturation is not None:
-            sat = np.asarray(saturation, dtype=np.float32)
-            over_pk |= v_pk > rows(sat, rp.pk_dfs, rp.pk_dss)
-            over_bg |= v_bg > rows(sat, rp.bg_dfs, rp.bg_dss)
+            over |= values > rows(np.asarray(saturation, dtype=np.float32))
     return _rings_kernel(
-        rp, v_pk, v_bg, pk, bg, over_pk, over_bg, status, adu_per_photon, gradient,
-        keep_saturated,
+        rp, values, _used(rows(boxes.overlap), bad, kp), over, status, adu_per_photon,
+        gradient, keep_saturated,
     )  # fmt: skip
+
+
+def _used(counts: np.ndarray, bad: np.ndarray | None, kp: int) -> np.ndarray:
+    """bool (K, N): ring pixels (peak rows first, ``kp`` of them) that take part.
+
+    make_BgMask: other discs exclude background/ignored pixels; a peak pixel is excluded
+    only when a second disc (not just its own) covers it.  Bad pixels are excluded.
+    """
+    used = np.empty(counts.shape, dtype=bool)
+    np.less_equal(counts[:kp], 1, out=used[:kp])
+    np.less_equal(counts[kp:], 0, out=used[kp:])
+    if bad is not None:
+        used &= ~bad
+    return used
 
 
 def _rings_kernel(
     rp: _RingPixels,
-    v_pk: np.ndarray,
-    v_bg: np.ndarray,
-    pk: np.ndarray,
-    bg: np.ndarray,
-    over_pk: np.ndarray,
-    over_bg: np.ndarray,
+    values: np.ndarray,
+    used: np.ndarray,
+    over: np.ndarray | None,
     status: np.ndarray,
     adu_per_photon: float | np.ndarray,
     gradient: bool,
@@ -336,36 +359,41 @@ def _rings_kernel(
 ) -> RingsResult:
     """``integrate_rings_once`` after ``check_box``'s edge and bad-peak rules.
 
-    Pixel rows (first axis) are the peak (``*_pk``, Kp rows) and background (``*_bg``, Kg
-    rows) pixels in CrystFEL's loop order; columns are the N reflections.
+    Pixel rows (first axis) are the peak pixels (Kp rows), then the background pixels (Kg
+    rows), each in CrystFEL's loop order; columns are the N reflections.
 
     Parameters
     ----------
-    v_pk, v_bg : np.ndarray
-        float32 pixel values (ADU).
-    pk, bg : np.ndarray
-        bool: the pixel is used (not bad, not masked by another reflection's disc).
-    over_pk, over_bg : np.ndarray
-        bool: the pixel is above its saturation level.
+    values : np.ndarray
+        float32 (Kp + Kg, N) pixel values (ADU), C-ordered.
+    used : np.ndarray
+        bool (Kp + Kg, N): the pixel is used (not bad, not masked by another reflection's
+        disc).
+    over : np.ndarray or None
+        bool (Kp + Kg, N): the pixel is above its saturation level (None: no pixel is).
     status : np.ndarray
         int8 (N,) status so far (OK, OFF_PANEL or BAD_PEAK_PIXEL); updated in place.
     """
+    kp = rp.pk_dfs.size
+    pk, bg = used[:kp], used[kp:]
+    vp, vb = values[:kp], values[kp:]
     m = pk.view(np.uint8).sum(axis=0, dtype=np.int64)
     n = bg.view(np.uint8).sum(axis=0, dtype=np.int64)
     status[(status == _OK) & ((m < 4) | (n < 4))] = _TOO_FEW_PIXELS
-    # float32 pixel values meet float64 operands (ZERO, bg_mean, ...) below: numpy promotes
-    # them exactly, as C promotes float to double
-    vp, vb = v_pk, v_bg
-    with np.errstate(invalid="ignore"):
-        peak = np.maximum(
-            np.where(pk, vp, -np.inf).max(axis=0, initial=-np.inf),
-            np.where(bg, vb, -np.inf).max(axis=0, initial=-np.inf),
-        )
-    saturated_box = (pk & over_pk).any(axis=0) | (bg & over_bg).any(axis=0)
-
     with np.errstate(divide="ignore", invalid="ignore"):
-        bg_mean = _seq_sum(np.where(bg, vb, _ZERO)) / n
-        intensity = _seq_sum(np.where(pk, vp, _ZERO))
+        # the largest used value, peak or background (max is exact, NaN included)
+        peak = np.where(used, values, -np.inf).max(axis=0, initial=-np.inf)
+        if over is None:
+            saturated_box = np.zeros(m.shape, dtype=bool)
+        else:
+            saturated_box = (used & over).any(axis=0)
+
+        # float32 pixel values meet float64 operands (ZERO, bg_mean, ...): numpy promotes
+        # them exactly, as C promotes float to double.  Rows kp.. of a C-ordered (K, N)
+        # array are C-ordered, as _seq_sum needs.
+        summed = np.where(used, values, _ZERO)
+        bg_mean = _seq_sum(summed[kp:]) / n
+        intensity = _seq_sum(summed[:kp])
         if gradient:
             a_, b_, c_ = _fit_plane(rp, vb, bg)
             steep = _too_steep(rp, a_, b_, c_, vp, pk, m)
@@ -382,8 +410,9 @@ def _rings_kernel(
         if not keep_saturated:
             status[saturated] = _SATURATED
 
-        dev = np.where(bg, vb - bg_mean, _ZERO)
-        var_bg = _seq_sum(dev * dev) / n  # about the plain mean, even with -grad
+        # the variance about the plain mean, even with -grad
+        dev = np.where(bg, summed[kp:] - bg_mean, _ZERO)
+        var_bg = _seq_sum(np.multiply(dev, dev, out=dev)) / n
         g = np.asarray(adu_per_photon, dtype=np.float64)
         sigma = np.sqrt(poisson_variance(intensity, g) + m * var_bg)
 
@@ -722,12 +751,12 @@ def _flat(arrays: list[np.ndarray], cache: str | None = None) -> np.ndarray:
         and base.dtype == first.dtype
         and all(a.flags.c_contiguous and a.base is base for a in arrays)
     ):
-        origin = base.__array_interface__["data"][0]
-        start = (first.__array_interface__["data"][0] - origin) // first.itemsize
-        ends = start + np.cumsum([a.size for a in arrays])
-        starts = [(a.__array_interface__["data"][0] - origin) // a.itemsize for a in arrays]
-        if starts[1:] == ends[:-1].tolist():
-            return base.reshape(-1)[start : int(ends[-1])]
+        addresses = [a.__array_interface__["data"][0] for a in arrays]
+        if all(
+            addresses[i + 1] == addresses[i] + a.nbytes for i, a in enumerate(arrays[:-1])
+        ):  # each panel's pixels right after the previous panel's
+            start = (addresses[0] - base.__array_interface__["data"][0]) // first.itemsize
+            return base.reshape(-1)[start : start + sum(a.size for a in arrays)]
     # only read-only arrays (frames.py's static maps) can be trusted to stay the same
     cache = cache if all(not a.flags.writeable for a in arrays) else None
     if cache is not None:
@@ -741,10 +770,78 @@ def _flat(arrays: list[np.ndarray], cache: str | None = None) -> np.ndarray:
     return out
 
 
+@dataclass
+class _PanelLayout:
+    """What :class:`_FramePixels` holds that does not depend on the frame: the panels'
+    shapes (h, w), the flat index space (``offset``, ``width``, ``height``), ``max_adu``,
+    and the gains (ADU per photon, NaN where a panel has none, with the error to raise if
+    one of its reflections is integrated) memoised by photon energy (eV); and for the
+    results, the panels' ``min_fs``/``min_ss`` (float64) and names (object array)."""
+
+    shapes: list[tuple[int, int]]
+    offset: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    max_adu: np.ndarray
+    gains: dict[float, tuple[np.ndarray, dict[int, Exception]]]
+    min_fs: np.ndarray
+    min_ss: np.ndarray
+    names: np.ndarray
+
+    def gain(
+        self, panels: list[Any], photon_energy_eV: float
+    ) -> tuple[np.ndarray, dict[int, Exception]]:
+        hit = self.gains.get(photon_energy_eV)
+        if hit is not None:
+            return hit
+        gain = np.full(len(panels), np.nan)
+        errors: dict[int, Exception] = {}
+        for i, p in enumerate(panels):
+            try:
+                gain[i] = float(p.adu_per_photon_at(photon_energy_eV))
+            except Exception as e:  # a panel without a gain: an error only if it has spots
+                errors[i] = e
+        if not errors:  # (an error is raised afresh for every frame)
+            gain.flags.writeable = False
+            if len(self.gains) >= 64:
+                self.gains.clear()
+            self.gains[photon_energy_eV] = (gain, errors)
+        return gain, errors
+
+
+# The layouts of the last few panel lists (a run has one geometry).  Keyed by the panels'
+# ids; the entry holds the panels, so that the ids stay theirs.  Panels are not modified once
+# parsed.  Plain dict operations: safe in threads.
+_LAYOUTS: dict[tuple[int, ...], tuple[list[Any], _PanelLayout]] = {}
+
+
+def _panel_layout(panels: list[Any]) -> _PanelLayout:
+    key = tuple(map(id, panels))
+    hit = _LAYOUTS.get(key)
+    if hit is not None:
+        return hit[1]
+    shapes = [(int(p.height), int(p.width)) for p in panels]
+    height = np.array([h for h, _ in shapes], dtype=np.int64)
+    width = np.array([w for _, w in shapes], dtype=np.int64)
+    offset = np.concatenate([[0], np.cumsum(height * width)[:-1]]).astype(np.int64)
+    max_adu = np.array([float(getattr(p, "max_adu", math.inf)) for p in panels])
+    min_fs = np.array([p.min_fs for p in panels], dtype=np.float64)
+    min_ss = np.array([p.min_ss for p in panels], dtype=np.float64)
+    names = np.array([p.name for p in panels], dtype=object)
+    for a in (offset, width, height, max_adu, min_fs, min_ss, names):
+        a.flags.writeable = False  # shared by every frame
+    layout = _PanelLayout(shapes, offset, width, height, max_adu, {}, min_fs, min_ss, names)
+    if len(_LAYOUTS) >= 8:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = (list(panels), layout)
+    return layout
+
+
 def _frame_pixels(frame: Any, panels: list[Any], photon_energy_eV: float) -> _FramePixels | None:
     """:class:`_FramePixels` of a frame, or None when an array disagrees with the geometry's
     panel shape (such frames go through :func:`gather_boxes` panel by panel)."""
-    shapes = [(int(p.height), int(p.width)) for p in panels]
+    layout = _panel_layout(panels)
+    shapes = layout.shapes
     try:
         images = [np.asarray(frame.data[p.name], dtype=np.float32) for p in panels]
         bads = [frame.bad[p.name] for p in panels]
@@ -757,9 +854,6 @@ def _frame_pixels(frame: Any, panels: list[Any], photon_energy_eV: float) -> _Fr
             return None
         if st is not None and np.shape(st) != shape:
             return None
-    height = np.array([h for h, _ in shapes], dtype=np.int64)
-    width = np.array([w for _, w in shapes], dtype=np.int64)
-    offset = np.concatenate([[0], np.cumsum(height * width)[:-1]]).astype(np.int64)
     bad = None
     if any(bd is not None for bd in bads):
         bad = _flat(
@@ -774,49 +868,90 @@ def _frame_pixels(frame: Any, panels: list[Any], photon_energy_eV: float) -> _Fr
              for sh, st in zip(shapes, sats, strict=True)],
             cache="saturation",
         )  # fmt: skip
-    gain = np.full(len(panels), np.nan)
-    gain_errors: dict[int, Exception] = {}
-    for i, p in enumerate(panels):
-        try:
-            gain[i] = float(p.adu_per_photon_at(photon_energy_eV))
-        except Exception as e:  # a panel without a gain: an error only if it has spots
-            gain_errors[i] = e
+    gain, gain_errors = layout.gain(panels, photon_energy_eV)
     return _FramePixels(
-        offset=offset,
-        width=width,
-        height=height,
+        offset=layout.offset,
+        width=layout.width,
+        height=layout.height,
         image=_flat(images),
         bad=bad,
         saturation=saturation,
-        max_adu=np.array([float(getattr(p, "max_adu", math.inf)) for p in panels]),
+        max_adu=layout.max_adu,
         gain=gain,
         gain_errors=gain_errors,
     )
 
 
+def _disc_pixels(fs: np.ndarray, ss: np.ndarray, r1: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) panel-relative pixels ``(int(fs + dfs), int(ss + dss))`` of the discs, as
+    ``add_crystal_to_mask`` computes them (C's (int): truncation towards zero)."""
+    dfs, dss = _disc_offsets(r1)
+    return (fs[:, None] + dfs).astype(np.int64), (ss[:, None] + dss).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=32)
+def _disc_steps(r1: float, width: int) -> np.ndarray:
+    """Flat-index offsets ``dss * width + dfs`` of the disc pixels (read-only int64 (D,))."""
+    dfs, dss = _disc_offsets(r1)
+    out = (dss[0] * width + dfs[0]).astype(np.int64)
+    out.flags.writeable = False
+    return out
+
+
+#: Below 2**20 px doubles are spaced 2**-32 or closer: see :func:`_disc_index`.
+_SIMPLE_LIMIT = 2.0**20
+_NEARLY_ONE = 1.0 - 2.0**-20
+
+
 def _disc_index(
     fp: _FramePixels, panel: np.ndarray, fs: np.ndarray, ss: np.ndarray, r1: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`disc_pixels` of predictions on any panels: flat indices of the covered
-    on-panel pixels, and the (N, D) panel-relative pixel indices and on-panel mask."""
-    dfs, dss = _disc_offsets(r1)
-    pf = (fs[:, None] + dfs).astype(np.int64)  # C's (int): truncation towards zero
-    ps = (ss[:, None] + dss).astype(np.int64)
-    w = fp.width[panel][:, None]
-    on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < fp.height[panel][:, None])
-    flat = fp.offset[panel][:, None] + ps * w + pf
-    return (flat.ravel() if on.all() else flat[on]), pf, ps, on
+) -> np.ndarray:
+    """:func:`disc_pixels` of predictions on any panels: (N, D) flat indices of the covered
+    pixels, ``fp.size`` (the sink slot of :func:`_overlap_counts`) for pixels off their
+    panel.
+
+    Most discs take a shortcut: with F = floor(fs) and every offset d an integer within
+    +-int(r1), ``int(fs + d) == F + d`` whenever fs - int(r1) >= 0 (the sum is >= 0, so the
+    cast is floor) and the sum cannot round up to the next integer, which needs
+    ``fs - F >= 1 - 2**-33`` below 2**20 px.  If moreover fs + int(r1) < w (rounding is
+    monotonic) the whole disc is on the panel.  The other discs (near an edge, or a
+    position within 2**-20 px below an integer) are computed as the C code does.
+    """
+    reach = int(r1)
+    w, h = fp.width[panel], fp.height[panel]
+    ffs, fss = np.floor(fs), np.floor(ss)
+    simple = (fs - reach >= 0) & (fs + reach < w) & (ss - reach >= 0) & (ss + reach < h)
+    simple &= (fs - ffs < _NEARLY_ONE) & (ss - fss < _NEARLY_ONE)
+    simple &= (fs < _SIMPLE_LIMIT) & (ss < _SIMPLE_LIMIT)
+    ifs, iss = ffs.astype(np.int64), fss.astype(np.int64)
+    if w.size and (w == w[0]).all():
+        base = fp.offset[panel] + iss * w + ifs
+        flat = base[:, None] + _disc_steps(r1, int(w[0]))
+    else:
+        dfs, dss = _disc_offsets(r1)
+        idfs, idss = dfs.astype(np.int64), dss.astype(np.int64)
+        flat = (iss[:, None] + idss) * w[:, None] + (
+            ifs[:, None] + idfs + fp.offset[panel][:, None]
+        )
+    rest = np.flatnonzero(~simple)
+    if rest.size:
+        pf, ps = _disc_pixels(fs[rest], ss[rest], r1)
+        wr, hr = w[rest, None], h[rest, None]
+        on = (pf >= 0) & (pf < wr) & (ps >= 0) & (ps < hr)
+        flat[rest] = np.where(on, ps * wr + (pf + fp.offset[panel[rest], None]), fp.size)
+    return flat
 
 
 def _overlap_counts(fp: _FramePixels, preds: list[_CrystalPrediction], r1: float) -> np.ndarray:
     """``make_BgMask`` of every panel at once: int16 counts in the flat index space (the
-    same numbers as :func:`overlap_map` per panel)."""
-    counts = np.zeros(fp.size, dtype=np.int16)
+    same numbers as :func:`overlap_map` per panel), plus one last slot that counts the disc
+    pixels off their panels (never read)."""
+    counts = np.zeros(fp.size + 1, dtype=np.int16)
     panel = np.concatenate([pd.panel for pd in preds]) if preds else np.zeros(0, np.int64)
     if panel.size:
         fs = np.concatenate([pd.fs for pd in preds])
         ss = np.concatenate([pd.ss for pd in preds])
-        np.add.at(counts, _disc_index(fp, panel, fs, ss, r1)[0], np.int16(1))
+        np.add.at(counts, _disc_index(fp, panel, fs, ss, r1).ravel(), np.int16(1))
     return counts
 
 
@@ -859,31 +994,31 @@ def _integrate_flat(
         return out
     panel, w = pred.panel[sel], w[sel]
     base = fp.offset[panel] + css[sel] * w + cfs[sel]
-    i_pk = rp.pk_dss[:, None] * w + (rp.pk_dfs[:, None] + base)
-    i_bg = rp.bg_dss[:, None] * w + (rp.bg_dfs[:, None] + base)
-    v_pk, v_bg = fp.image.take(i_pk), fp.image.take(i_bg)
-    status = np.zeros(sel.size, dtype=np.int8)
-    if fp.bad is None:
-        pk = overlap.take(i_pk) <= 1
-        bg = overlap.take(i_bg) <= 0
+    # flat indices of the peak pixels (first kp rows), then the background pixels
+    kp = rp.pk_dfs.size
+    if (w == w[0]).all():  # panels of one width (the usual case): one offset per ring pixel
+        index = _ring_offsets(r1, r2, r3, int(w[0]))[:, None] + base
     else:
-        bad_pk = fp.bad.take(i_pk)
+        dss = np.concatenate([rp.pk_dss, rp.bg_dss])[:, None]
+        dfs = np.concatenate([rp.pk_dfs, rp.bg_dfs])[:, None]
+        index = dss * w + (dfs + base)
+    values = fp.image.take(index)
+    status = np.zeros(sel.size, dtype=np.int8)
+    bad = None
+    if fp.bad is not None:
+        bad = fp.bad.take(index)
         if reject_bad_peak:
-            status[bad_pk.any(axis=0)] = _BAD_PEAK_PIXEL
-        # make_BgMask: other discs exclude background/ignored pixels; a peak pixel is
-        # excluded only when a second disc (not just its own) covers it
-        pk = ~(bad_pk | (overlap.take(i_pk) > 1))
-        bg = ~(fp.bad.take(i_bg) | (overlap.take(i_bg) > 0))
+            status[bad[:kp].any(axis=0)] = _BAD_PEAK_PIXEL
     limit = fp.max_adu[panel]  # float64: compared in double, as C promotes the float pixel
-    with np.errstate(invalid="ignore"):
-        over_pk = v_pk > limit
-        over_bg = v_bg > limit
-        if fp.saturation is not None:
-            over_pk |= v_pk > fp.saturation.take(i_pk)
-            over_bg |= v_bg > fp.saturation.take(i_bg)
+    over = None  # nothing can be saturated (no max_adu, no saturation map)
+    if fp.saturation is not None or np.any(limit < np.inf):
+        with np.errstate(invalid="ignore"):
+            over = values > limit
+            if fp.saturation is not None:
+                over |= values > fp.saturation.take(index)
     res = _rings_kernel(
-        rp, v_pk, v_bg, pk, bg, over_pk, over_bg, status, fp.gain[panel], gradient,
-        keep_saturated,
+        rp, values, _used(overlap.take(index), bad, kp), over, status, fp.gain[panel],
+        gradient, keep_saturated,
     )  # fmt: skip
     _put(out, sel, res)
     return out
@@ -1082,9 +1217,8 @@ def integrate_frame_crystfel(
         overlap = _overlap(fp, panels, preds, float(radii[0]))
         rings = [_integrate(pd, fp, overlap, **integrate) for pd in preds]
 
-    min_fs = np.array([p.min_fs for p in panels], dtype=np.float64)
-    min_ss = np.array([p.min_ss for p in panels], dtype=np.float64)
-    names = np.array([p.name for p in panels], dtype=object)
+    layout = _panel_layout(panels)
+    min_fs, min_ss, names = layout.min_fs, layout.min_ss, layout.names
     results = []
     for pd, res in zip(preds, rings, strict=True):
         results.append(
@@ -1168,24 +1302,23 @@ def _settle_in_one_pass(
     # take the dropped discs out of the overlap mask (int16 arithmetic: exact)
     gone = [np.flatnonzero(~k) for k in keeps]
     panel = np.concatenate([pd.panel[g] for pd, g in zip(preds, gone)])
-    idx, pf, ps, on = _disc_index(
-        fp,
-        panel,
-        np.concatenate([pd.fs[g] for pd, g in zip(preds, gone)]),
-        np.concatenate([pd.ss[g] for pd, g in zip(preds, gone)]),
-        r1,
-    )
-    np.add.at(overlap, idx, np.int16(-1))
-    pn, pf, ps = np.broadcast_to(panel[:, None], on.shape)[on], pf[on], ps[on]
+    fs = np.concatenate([pd.fs[g] for pd, g in zip(preds, gone)])
+    ss = np.concatenate([pd.ss[g] for pd, g in zip(preds, gone)])
+    np.add.at(overlap, _disc_index(fp, panel, fs, ss, r1).ravel(), np.int16(-1))
+    # Boxes (half-width int(r3)) that may hold a pixel whose count changed: a dropped disc's
+    # pixels int(fs + dfs) lie within int(r1) + 1 of floor(fs) (the +1: rounding, and the
+    # truncation of (-1, 0) to 0), so only boxes centred within half + int(r1) + 1 of it.
+    # A box among them whose pixels did not change gets the same numbers again.
+    reach = half + int(r1) + 1
+    gone_fs, gone_ss = np.floor(fs), np.floor(ss)
     out_preds, out_rings = [], []
     for pd, res, keep in zip(preds, rings, keeps, strict=True):
         pd, res = pd.select(keep), _select(res, keep)
         cfs, css = central_pixels(pd.fs, pd.ss)
-        # boxes (half-width int(r3)) holding a pixel whose count changed
         redo = (
-            (pd.panel[:, None] == pn)
-            & (np.abs(cfs[:, None] - pf) <= half)
-            & (np.abs(css[:, None] - ps) <= half)
+            (pd.panel[:, None] == panel)
+            & (np.abs(cfs[:, None] - gone_fs) <= reach)
+            & (np.abs(css[:, None] - gone_ss) <= reach)
         ).any(axis=1)
         if redo.any():
             _put(res, np.flatnonzero(redo), _integrate_flat(pd.select(redo), fp, overlap, *args))
