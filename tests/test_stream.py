@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import re
 import subprocess
 import sys
@@ -419,30 +418,6 @@ def test_cat_refuses_to_overwrite_its_input(tmp_path):
     p.write_bytes(BASE)
     assert main(["cat", str(p), "-o", str(p), "-q"]) == 2
     assert p.read_bytes() == BASE
-
-
-def test_gathered_writes_survive_short_writes(tmp_path, monkeypatch):
-    """The output gathers writes for os.writev; a kernel that takes only part of them at a
-    time (a signal, a pipe) still gets every byte, in order."""
-    from streamfilter.stream import writer
-
-    real = os.writev
-    sizes = iter(np.random.default_rng(4).integers(1, 5000, size=100_000).tolist())
-
-    def short_writev(fd, pieces):
-        limit, out = next(sizes), []
-        for p in pieces:
-            out.append(bytes(p[:limit - sum(map(len, out))]))
-            if sum(map(len, out)) >= limit:
-                break
-        return real(fd, out)
-
-    monkeypatch.setattr(writer.os, "writev", short_writev)
-    text = build_stream(seed=11, n_chunks=30).text
-    src = tmp_path / "in.stream"
-    src.write_bytes(text)
-    cat_streams([src], tmp_path / "out.stream")
-    assert (tmp_path / "out.stream").read_bytes() == text
 
 
 def test_pipe_stdin_to_stdout():

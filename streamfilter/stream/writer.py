@@ -39,7 +39,7 @@ def atomic_output(path: str | os.PathLike, *, commit: bool = True) -> Iterator[B
     try:
         with signals_held():  # a Ctrl-C must not fall between creating and owning the file
             fd, tmp = make_temp(path)
-            f = _NamedWrites(os.fdopen(fd, "wb", buffering=0), str(path), tmp)
+            f = _NamedWrites(os.fdopen(fd, "wb", buffering=1 << 20), str(path), tmp)
         with f:
             yield f
             f.flush()
@@ -137,67 +137,33 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(s)
 
 
-_BATCH_BYTES = 1 << 20  # gather writes up to this much, then hand them to the kernel at once
-_BATCH_ITEMS = 512  # and no more pieces than this per os.writev (IOV_MAX is 1024 on Linux)
-
-
-def _writev_all(fd: int, pieces: list[bytes]) -> None:
-    """Write every byte of ``pieces`` to ``fd`` with as few ``writev`` calls as it takes."""
-    while pieces:
-        n = os.writev(fd, pieces[:_BATCH_ITEMS])
-        while pieces and n >= len(pieces[0]):
-            n -= len(pieces[0])
-            pieces = pieces[1:]
-        if n:  # a short write ended inside a piece
-            pieces = [pieces[0][n:], *pieces[1:]]
-
-
 class _NamedWrites:
     """A binary file whose write errors (full disk, file too large, quota, I/O error) are
-    StreamfilterErrors naming the output, so they are never taken for input errors.
-
-    Writes are gathered (references, not copies) and go out with one ``os.writev`` per
-    megabyte: a chunk of a passthrough is never copied into a user-space buffer first.
-    """
+    StreamfilterErrors naming the output, so they are never taken for input errors."""
 
     def __init__(self, f: BinaryIO, name: str, temp_name: str) -> None:
         self._f = f
-        self._fd = f.fileno()
-        self._pending: list[bytes] = []
-        self._size = 0
         self.name = name
         self.temp_name = temp_name
 
     def write(self, data: bytes) -> int:
         _check_stop()
-        n = len(data)
-        if n:
-            self._pending.append(data if type(data) is bytes else bytes(data))
-            self._size += n
-            if self._size >= _BATCH_BYTES or len(self._pending) >= _BATCH_ITEMS:
-                self._write_pending()
-        return n
-
-    def _write_pending(self) -> None:
-        pieces, self._pending, self._size = self._pending, [], 0
         try:
-            _writev_all(self._fd, pieces)
+            return self._f.write(data)
         except OSError as e:
             raise self._error(e) from None
 
     def flush(self) -> None:
-        self._write_pending()
         try:
             self._f.flush()
         except OSError as e:
             raise self._error(e) from None
 
     def fileno(self) -> int:
-        return self._fd
+        return self._f.fileno()
 
     def tell(self) -> int:
-        self._write_pending()
-        return os.lseek(self._fd, 0, os.SEEK_CUR)
+        return self._f.tell()
 
     def _error(self, e: OSError) -> StreamfilterError:
         return StreamfilterError(f"{self.name}: cannot write the output: "
@@ -208,8 +174,6 @@ class _NamedWrites:
 
     def __exit__(self, *exc) -> None:
         try:
-            if exc[0] is None:
-                self._write_pending()
             self._f.close()
         except OSError as e:
             if exc[0] is None:
