@@ -660,6 +660,11 @@ def _split_line(line: str) -> tuple[str | None, str, str] | None:
     if m is not None:
         key = m["key"]
         return None if key is None else (m["owner"], key, m["value"])
+    return _split_line_by_grammar(line)
+
+
+def _split_line_by_grammar(line: str) -> tuple[str | None, str, str] | None:
+    """What :func:`_split_line` gives, by the pyparsing grammar alone (the reference)."""
     g = grammar()
     try:
         res = g.LINE.parse_string(line, parse_all=True)

@@ -35,15 +35,7 @@ def random_texts(seed: int, n: int, max_len: int) -> list[str]:
 
 def grammar_line(line: str):
     """(owner, key, value) or None by the grammar alone; ValueError if it rejects the line."""
-    g = grammar()
-    try:
-        res = g.LINE.parse_string(line, parse_all=True)
-    except g.ParseException:
-        raise ValueError(line) from None
-    if "stmt" not in res:
-        return None
-    stmt = res["stmt"]
-    return stmt.get("owner"), stmt["key"], stmt["value"]
+    return geometry._split_line_by_grammar(line.expandtabs())
 
 
 def grammar_direction(value: str):
