@@ -363,6 +363,29 @@ def test_line_numbers_counted_when_asked_are_exact(tmp_path):
     assert e.value.line_no > victim.line_no
 
 
+def test_a_chunk_longer_than_the_read_buffer(tmp_path):
+    """A chunk of several read blocks (a huge peak list) grows the buffer, the chunks after it
+    shrink it back; everything round-trips and parses, line numbers included."""
+    text = build_stream(seed=2, n_chunks=6).text
+    head, rest = text.split(b"Peaks from peak search\n", 1)
+    header_line, rest = rest.split(b"\n", 1)
+    n = 3 * BLOCK_SIZE // 48
+    rows = b"".join(b"%7.2f %7.2f %10.2f %10.2f p0\n" % (i % 97, i % 89, 1.5, i * 0.01)
+                    for i in range(n))
+    big = head + b"Peaks from peak search\n" + header_line + b"\n" + rows + rest
+    p = tmp_path / "huge.stream"
+    p.write_bytes(big)
+    with read_stream(p) as r:
+        chunks = list(r)
+        trailer = r.trailer
+    assert r.header.raw + b"".join(c.preceding + c.raw for c in chunks) + trailer == big
+    assert len(chunks) == 6
+    first = next(c for c in chunks if c.peaks is not None and len(c.peaks) >= n)
+    assert len(first.peaks) >= n
+    offsets = _chunk_offsets(big)
+    assert [c.line_no for c in chunks] == [big.count(b"\n", 0, o) + 1 for o in offsets]
+
+
 def test_chunk_scan_ignores_b_and_e_outside_markers(tmp_path):
     """The chunk scan looks for the B of "Begin" and the E of "End": panel and file names
     full of both letters, rows starting with '-' and non-marker "--- " lines change nothing
