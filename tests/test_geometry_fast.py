@@ -172,7 +172,7 @@ def test_real_geometries_take_the_fast_paths() -> None:
             if m["key"] in ("clen", "photon_energy", "wavelength", "detector_shift_x"):
                 assert geometry._FAST_VALUE_UNIT.fullmatch(m["value"].strip()), line
             n += 1
-    assert n > 100
+    assert n > 50  # the bundled and synthetic geometries alone (ref-small adds more)
 
 
 def test_parse_does_not_import_pyparsing() -> None:
