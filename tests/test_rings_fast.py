@@ -19,7 +19,7 @@ import pytest
 
 from streamfilter.geometry import parse_geometry
 from streamfilter.integrate import rings
-from streamfilter.integrate.boxes import central_pixels, overlap_map
+from streamfilter.integrate.boxes import central_pixels, disc_cover, overlap_map
 
 
 def two_panels(width_a: int, width_b: int, max_adu: float | None = None) -> str:
@@ -62,7 +62,7 @@ def tricky_positions(rng, n: int, width: int, height: int) -> tuple[np.ndarray, 
 
 def reference_disc_index(fp, panel, fs, ss, r1):
     """The definition: every disc pixel cast as C does, checked against its panel."""
-    pf, ps = rings._disc_pixels(fs, ss, r1)
+    pf, ps = disc_cover(fs, ss, r1)
     w, h = fp.width[panel][:, None], fp.height[panel][:, None]
     on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < h)
     return np.where(on, fp.offset[panel][:, None] + ps * w + pf, fp.size)

@@ -201,16 +201,21 @@ def disc_pixels(
     h, w = shape
     fs = np.asarray(fs, dtype=np.float64).ravel()
     ss = np.asarray(ss, dtype=np.float64).ravel()
-    dfs, dss = _disc_offsets(float(r1_real))
-    if fs.size == 0 or dfs.size == 0:
+    pf, ps = disc_cover(fs, ss, float(r1_real))
+    if pf.size == 0:
         return np.zeros(0, dtype=np.int64)
-    # float -> int casts truncate towards zero, like C's (int)
-    pf = (fs[:, None] + dfs).astype(np.int64)
-    ps = (ss[:, None] + dss).astype(np.int64)
     if pf.min() >= 0 and pf.max() < w and ps.min() >= 0 and ps.max() < h:
         return (ps * w + pf).ravel()
     on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < h)
     return ps[on] * w + pf[on]
+
+
+def disc_cover(fs: np.ndarray, ss: np.ndarray, r1_real: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) panel-relative pixels ``(int(fs + dfs), int(ss + dss))`` of the discs, as
+    ``add_crystal_to_mask`` computes them (float -> int truncates towards zero, like C's
+    ``(int)``); off-panel pixels included."""
+    dfs, dss = _disc_offsets(r1_real)
+    return (fs[:, None] + dfs).astype(np.int64), (ss[:, None] + dss).astype(np.int64)
 
 
 @functools.lru_cache(maxsize=16)

@@ -45,6 +45,7 @@ from streamfilter.integrate.boxes import (
     Boxes,
     _disc_offsets,
     central_pixels,
+    disc_cover,
     gather_boxes,
     gather_window,
     overlap_map,
@@ -882,13 +883,6 @@ def _frame_pixels(frame: Any, panels: list[Any], photon_energy_eV: float) -> _Fr
     )
 
 
-def _disc_pixels(fs: np.ndarray, ss: np.ndarray, r1: float) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) panel-relative pixels ``(int(fs + dfs), int(ss + dss))`` of the discs, as
-    ``add_crystal_to_mask`` computes them (C's (int): truncation towards zero)."""
-    dfs, dss = _disc_offsets(r1)
-    return (fs[:, None] + dfs).astype(np.int64), (ss[:, None] + dss).astype(np.int64)
-
-
 @functools.lru_cache(maxsize=32)
 def _disc_steps(r1: float, width: int) -> np.ndarray:
     """Flat-index offsets ``dss * width + dfs`` of the disc pixels (read-only int64 (D,))."""
@@ -935,7 +929,7 @@ def _disc_index(
         )
     rest = np.flatnonzero(~simple)
     if rest.size:
-        pf, ps = _disc_pixels(fs[rest], ss[rest], r1)
+        pf, ps = disc_cover(fs[rest], ss[rest], r1)
         wr, hr = w[rest, None], h[rest, None]
         on = (pf >= 0) & (pf < wr) & (ps >= 0) & (ps < hr)
         flat[rest] = np.where(on, ps * wr + (pf + fp.offset[panel[rest], None]), fp.size)
