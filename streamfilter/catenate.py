@@ -38,8 +38,8 @@ class CatSummary:
 
 
 def _crystal_marks(raw: bytes) -> list[int]:
-    """Offsets of the lines of ``raw`` that start with ``--- `` (what the reader records as
-    ``Chunk.marks`` on its way to the end marker)."""
+    """Offsets of the lines of ``raw`` that start with ``--- ``: every crystal marker, like
+    ``Chunk.marks`` (which the reader finds on its way), for a chunk built without them."""
     marks = []
     i = raw.find(b"--- ")
     while i >= 0:

@@ -254,8 +254,9 @@ class Chunk:
         Set by a reader in keep-going mode for a chunk whose structure is broken; such a
         chunk must be copied verbatim and never parsed.
     marks : list of int or None
-        Offsets in ``raw`` of the lines that start with ``--- `` (crystal markers), when the
-        reader found them on its way to the end marker; None otherwise.
+        Offsets in ``raw`` of the lines that may be crystal markers (they start with ``--- B``
+        or ``--- E``), when the reader found them on its way to the end marker; None
+        otherwise.
     """
 
     __slots__ = ("raw", "preceding", "index", "_line_no", "version", "path", "malformed",
