@@ -2,8 +2,9 @@
 
 :class:`ChunkProcessor` is the one pure step every engine runs: it takes a chunk's bytes and
 gives back the chunk's new bytes plus counters.  ``-j 1`` calls it in-process, ``-j N`` maps
-it over batches of chunks with a process pool, ``--dask`` with Dask distributed; all of them
-write results in input order, so their output is byte-identical.
+it over batches of chunks on N processes (this one and a pool of N - 1 workers, see
+:func:`ordered_map`), ``--dask`` with Dask distributed; all of them write results in input
+order, so their output is byte-identical.
 """
 
 from __future__ import annotations
@@ -444,6 +445,12 @@ def _worker_processor(config: ReintegrateConfig) -> ChunkProcessor:
     return proc
 
 
+def _close_worker_processor() -> None:
+    for proc in _WORKER.values():
+        proc.close()
+    _WORKER.clear()
+
+
 def _init_pool_worker() -> None:
     # The parent handles Ctrl-C and shuts the pool down; workers must not print tracebacks
     # (nor turn the SIGTERM of a pool shutdown into a KeyboardInterrupt, as the CLI's
@@ -482,21 +489,43 @@ class WorkerDiedError(StreamfilterError):
 def ordered_map(
     func: Callable, items: Iterable, *, jobs: int, in_flight: int | None = None
 ) -> Iterator:
-    """``map(func, items)`` over a process pool, results in input order, bounded memory.
+    """``map(func, items)`` on ``jobs`` processes, results in input order, bounded memory.
 
-    At most ``in_flight`` tasks (default ``2 * jobs``) are submitted ahead of the one being
-    waited for, so a huge input never piles up in memory (backpressure).
+    The calling process is one of the ``jobs``: a process pool of ``jobs - 1`` workers gets
+    items until it holds ``in_flight`` of them (default 2 per worker: each busy with one and
+    one queued), and while it is that full the caller runs ``func`` on the next item itself
+    instead of waiting.  On a machine with ``jobs`` cores this keeps ``jobs`` processes
+    computing, not ``jobs`` workers plus a reader/writer competing with them for a core, and
+    only the workers' share of the items crosses a pipe.  Measured at ``-j 2`` on 600
+    ref-small frames against two workers and an idle parent (interleaved runs, median of
+    10-12): 1.30 s vs 1.34 s, 3-5 % slower than two independent ``-j 1`` runs on half the
+    frames each.  When the workers outpace the caller (many cores) the pool is seldom full
+    and the caller mostly feeds it.
+
+    At most ``2 * in_flight`` items are under way or wait for their turn (backpressure: a
+    huge input never piles up in memory).  An exception of the caller's own ``func`` call
+    is raised when its item's turn comes, exactly as a worker's would be.
     """
+    if jobs <= 1:
+        yield from map(func, items)
+        return
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    in_flight = in_flight or 2 * jobs
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_pool_worker)
-    pending: deque = deque()
+    workers = jobs - 1
+    in_flight = in_flight or 2 * workers
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker)
+    widen_pipes(pool)
+    pending: deque = deque()  # in input order: the pool's futures and the caller's results
     try:
         for item in items:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= in_flight:
+            if _running(pending) < in_flight:
+                pending.append(pool.submit(func, item))
+            else:
+                pending.append(_run_here(func, item))
+            while pending and pending[0].done():
+                yield pending.popleft().result()
+            if len(pending) >= 2 * in_flight:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -506,6 +535,72 @@ def ordered_map(
         for f in pending:
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Done:
+    """The caller's own result of :func:`ordered_map`, shaped like a finished future."""
+
+    __slots__ = ("_value", "_error")
+
+    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
+        self._value, self._error = value, error
+
+    def done(self) -> bool:
+        return True
+
+    def cancel(self) -> bool:
+        return False
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _run_here(func: Callable, item: Any) -> _Done:
+    try:
+        return _Done(func(item))
+    except Exception as e:  # noqa: BLE001 - raised in its turn, like a worker's
+        return _Done(error=e)
+
+
+def _running(pending: deque) -> int:
+    """The pool's items still queued or being worked on."""
+    return sum(1 for f in pending if not f.done())
+
+
+PIPE_BYTES = 1 << 20
+
+
+def widen_pipes(pool: Any, size: int = PIPE_BYTES) -> bool:
+    """Give the pipes of ``pool`` (a ``ProcessPoolExecutor``) room for whole batches
+    (Linux); True if both were widened.
+
+    A batch's chunk bytes going out and its rewritten bytes coming back are ~0.3 MB each
+    (8 ref-small chunks).  Through a default 64 KiB pipe, a worker that sends its result, or
+    reads its next batch, waits until the parent's collecting or feeding thread has moved
+    every 64 KiB, and when every core is busy that thread first has to wait for a core.
+    With 1 MiB pipes the worker writes its result and finds its next batch whole: measured
+    at ``-j 2`` (two workers) on 600 frames, each worker's idle time between batches fell
+    from 0.04-0.06 s to 0.02-0.03 s.  Uses the pool's private queues; when they or
+    ``F_SETPIPE_SZ`` do not exist, or the system refuses the size (``pipe-max-size``, the
+    per-user pipe quota), the pipes stay as they are.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return False
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux
+    if setsize is None:
+        return False
+    done = 0
+    for queue in (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)):
+        try:
+            fcntl.fcntl(queue._writer.fileno(), setsize, size)  # one pipe, both ends
+        except (AttributeError, OSError, ValueError):
+            continue
+        done += 1
+    return done == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,14 +777,18 @@ def run_chunks(
         import multiprocessing
 
         if multiprocessing.get_start_method() == "fork":
-            # set the worker up once here (geometry, imports; no file is open yet): forked
-            # workers inherit it instead of each repeating it on the critical path
+            # set the worker up once here (geometry, imports): forked workers inherit it
+            # instead of each repeating it on the critical path.  No frame file is open
+            # yet: the pool forks all its workers at the first item, which it always gets.
             _worker_processor(config)
         results = ordered_map(functools.partial(process_batch, config), payloads(), jobs=jobs)
-    for res in results:
-        batch = held.popleft()
-        for chunk, r in zip(batch, res):
-            yield chunk, r
+    try:
+        for res in results:
+            batch = held.popleft()
+            for chunk, r in zip(batch, res):
+                yield chunk, r
+    finally:
+        _close_worker_processor()  # this process worked too: close its frame files
     if reader_errors:
         raise reader_errors[0]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 from streamfilter.catenate import cat_streams
+from streamfilter.errors import StreamFormatError
+from streamfilter.pipeline import ordered_map
 from streamfilter.reintegrate import reintegrate
 from streamfilter.split import shard_bounds, split_stream
 from streamfilter.stream import read_stream
@@ -144,3 +147,71 @@ def test_sigint_leaves_no_partial_output(r345, tmp_path):
     assert b"interrupted" in err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.stream", "lyso_dev.h5"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
+def test_pool_pipes_hold_whole_batches():
+    """-j N widens the pool's two pipes to 1 MiB, so a worker neither waits to hand back a
+    batch's ~0.3 MB result nor to read its next batch (it relies on private attributes of
+    concurrent.futures: this fails if a Python release renames them)."""
+    import fcntl
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    from streamfilter.pipeline import PIPE_BYTES, _init_pool_worker, widen_pipes
+
+    if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < PIPE_BYTES:
+        pytest.skip("this system's pipe-max-size is below 1 MiB")
+    pool = ProcessPoolExecutor(max_workers=1, initializer=_init_pool_worker)
+    try:
+        assert widen_pipes(pool)
+        for queue in (pool._call_queue, pool._result_queue):
+            for end in (queue._reader, queue._writer):
+                assert fcntl.fcntl(end.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
+        big = b"x" * (3 * PIPE_BYTES // 4)  # more than a default pipe, less than ours
+        assert pool.submit(bytes.upper, big).result() == big.upper()
+    finally:
+        pool.shutdown()
+
+
+def _slow_pid(item: int) -> tuple[int, int]:
+    time.sleep(0.01)
+    return item, os.getpid()
+
+
+def _fails_at_5(item: int) -> int:
+    time.sleep(0.005)
+    if item == 5:
+        raise ValueError("item 5")
+    return item
+
+
+def _stream_error(item: int) -> None:
+    raise StreamFormatError("in.stream", 123, item, "a broken chunk", "BAD LINE")
+
+
+def test_ordered_map_keeps_order_and_the_caller_works_too():
+    """-j 2 is this process and one worker: both compute, results come in input order."""
+    results = list(ordered_map(_slow_pid, range(24), jobs=2))
+    assert [item for item, _ in results] == list(range(24))
+    pids = {pid for _, pid in results}
+    assert os.getpid() in pids and len(pids) == 2
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_ordered_map_raises_an_error_in_its_turn(jobs):
+    """Whichever process ran the failing item, every result before it comes out first."""
+    got = []
+    with pytest.raises(ValueError, match="item 5"):
+        for r in ordered_map(_fails_at_5, range(20), jobs=jobs):
+            got.append(r)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_a_workers_stream_error_arrives_intact():
+    """The first item always goes to a worker process: its error reaches the caller with
+    file, line, chunk and text (pickled and unpickled)."""
+    with pytest.raises(StreamFormatError) as e:
+        list(ordered_map(_stream_error, [7], jobs=2))
+    assert (e.value.path, e.value.line_no, e.value.chunk_no) == ("in.stream", 123, 7)
+    assert "a broken chunk" in str(e.value) and "BAD LINE" in str(e.value)
