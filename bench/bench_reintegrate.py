@@ -11,6 +11,8 @@ are read again each time).  Printed, all measured in this run:
              (floor, -j 1 and -j 2 run --runs times, interleaved; the fastest of each counts)
   -j 1       streamfilter reintegrate --method crystfel, one process   (ratio to the floor)
   -j 2       the same with two worker processes                         (speed-up over -j 1)
+  2 x -j 1/2 two independent -j 1 runs on half the frames each, side by side: the most two
+             cores give this work (the ceiling of -j 2's speed-up on this machine)
   robust     --method robust, -j 1                                       (ratio to the floor)
   profile    --method profile (the default), -j 1 and -j 2               (ratio to the floor)
   RSS        peak resident memory of the whole run (max over the main process and workers),
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -116,9 +119,9 @@ def warm_up() -> None:
     )
 
 
-def run(path: Path, *args: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, main process and workers) of one reintegrate run."""
-    out = OUT / "reint" / "out.stream"
+def _start(path: Path, out: Path, *args: str) -> subprocess.Popen:
+    """One reintegrate run in a fresh process; it prints its wall seconds (from ``main()``
+    on) and the peak RSS in MB of itself and its workers."""
     code = (
         "import resource, sys, time; from streamfilter.cli import main; t=time.perf_counter();"
         " rc=main(sys.argv[1:]); dt=time.perf_counter()-t;"
@@ -126,18 +129,38 @@ def run(path: Path, *args: str) -> tuple[float, float]:
         " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
         " print(dt, m/1024); sys.exit(rc)"
     )
-    proc = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, "-c", code, "reintegrate", str(path), "-o", str(out), "-q", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
         env=run_env(),
     )
+
+
+def _finish(proc: subprocess.Popen, out: Path) -> tuple[float, float]:
+    stdout, stderr = proc.communicate()
     if proc.returncode:
-        raise RuntimeError(proc.stderr)
-    dt, rss = proc.stdout.split()
+        raise RuntimeError(stderr)
+    dt, rss = stdout.split()
     out.unlink(missing_ok=True)
     return float(dt), float(rss)
+
+
+def run(path: Path, *args: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB, main process and workers) of one reintegrate run."""
+    out = OUT / "reint" / "out.stream"
+    return _finish(_start(path, out, *args), out)
+
+
+def halves_side_by_side(half: Path) -> float:
+    """Wall seconds of two independent ``-j 1`` runs on half the frames each, started
+    together: what two cores give this work with no coordination at all (the ceiling of
+    ``-j 2``, which also has to read, hand out, collect and write in order)."""
+    outs = [OUT / "reint" / f"half{i}.stream" for i in (0, 1)]
+    procs = [_start(half, o, "-j", "1", "--method", "crystfel") for o in outs]
+    return max(_finish(p, o)[0] for p, o in zip(procs, outs))
 
 
 def index_vs_read(path: Path) -> tuple[float, float]:
@@ -164,12 +187,15 @@ def main() -> None:
     warm_up()
     # floor, -j 1 and -j 2 interleaved, --runs times: the fastest of each counts (the 2
     # cores are shared; a slower run measures the neighbours, not the code)
-    floors, j1, j2 = [], [], []
+    half = repeated(args.repeat // 2) if args.repeat % 2 == 0 else None
+    floors, j1, j2, pairs = [], [], [], []
     for _ in range(args.runs):
         floor, frames = floor_seconds(path)
         floors.append(floor)
         j1.append(run(path, "-j", "1", "--method", "crystfel"))
         j2.append(run(path, "-j", "2", "--method", "crystfel"))
+        if half is not None:
+            pairs.append(halves_side_by_side(half))
     floor = min(floors)
     (t1, m1), (t2, m2) = min(j1), min(j2)
     print(f"\n{frames} frames ({args.repeat}x the source stream); floor, -j 1 and -j 2: fastest "
@@ -178,8 +204,18 @@ def main() -> None:
     print(f"{'floor h5py':12s}{floor:9.2f}{frames / floor:10.1f}{'':8s}   1.00 (floor)")
     print(f"{'-j 1':12s}{t1:9.2f}{frames / t1:10.1f}{m1:8.0f}   {t1 / floor:.2f} x floor")
     print(f"{'-j 2':12s}{t2:9.2f}{frames / t2:10.1f}{m2:8.0f}   {t1 / t2:.2f} x faster than -j 1")
+    if pairs:
+        tp = min(pairs)
+        print(f"{'2 x -j 1/2':12s}{tp:9.2f}{frames / tp:10.1f}{'':8s}   {t1 / tp:.2f} x faster "
+              f"than -j 1 (two independent runs on half the frames each, side by side)")
     spread = ", ".join(f"{a[0] / f:.2f}/{a[0] / b[0]:.2f}" for f, a, b in zip(floors, j1, j2))
     print(f"{'':12s}each run (-j 1 x floor / -j 2 speed-up): {spread}")
+    per_round = sorted(a[0] / b[0] for a, b in zip(j1, j2))
+    print(f"{'':12s}-j 2 speed-up per round: median {statistics.median(per_round):.2f}, "
+          f"range {per_round[0]:.2f}-{per_round[-1]:.2f}")
+    if pairs:
+        halves = ", ".join(f"{a[0] / p:.2f}" for a, p in zip(j1, pairs))
+        print(f"{'':12s}two halves side by side, speed-up per round: {halves}")
     for method in ("robust", "profile"):
         tr, mr = run(path, "-j", "1", "--method", method)
         name = f"{method} -j 1"
