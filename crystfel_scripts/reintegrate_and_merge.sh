@@ -42,7 +42,7 @@ Options:
       --data-root DIR     where to look for the frames (repeatable; the stream's own
                           directory is searched first)
   -g, --geometry FILE     geometry for reintegrate (default: the one in the stream)
-  -j, --jobs N            worker processes of reintegrate and threads of partialator
+  -j, --jobs N            processes of reintegrate and threads of partialator
       --highres D         high-resolution limit of the shells, in Angstrom
       --lowres D          low-resolution limit of the shells, in Angstrom
       --nshells N         number of resolution shells (default 10)

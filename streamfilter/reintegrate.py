@@ -115,7 +115,9 @@ def reintegrate(
     background : robust background model (see ``streamfilter reintegrate --help``)
     geometry : geometry file overriding the stream's embedded one
     data_roots : extra directories in which to look for the frames
-    jobs : worker processes (``-j``); ``dask``: ``"local"`` or a scheduler address
+    jobs : processes that integrate (``-j``): this one and a pool of ``jobs - 1`` workers;
+        with ``dask="local"`` the LocalCluster's worker processes
+    dask : ``"local"`` or a scheduler address
     table : write per-reflection diagnostics (CSV) to this file
     strict : a frame that cannot be read is an error
     keep_going : a chunk whose text cannot be used is copied verbatim and counted instead
@@ -529,7 +531,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_frame_arguments(p)
     p.add_argument(
-        "-j", "--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)"
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that integrate: this one and N-1 workers (default 1)",
     )
     p.add_argument(
         "--dask",
