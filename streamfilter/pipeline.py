@@ -172,13 +172,14 @@ class ChunkProcessor:
 
         counters: Counter = Counter(chunks=1)
         if self._upgrader is not None and chunk.version != "2.3":
+            old = chunk
             chunk = Chunk(
-                self._upgrader.chunk(chunk),
-                index=chunk.index,
-                line_no=chunk.line_no,
+                self._upgrader.chunk(old),
+                index=old.index,
+                line_no=old.counted_line_no or (lambda: old.line_no),  # counted when asked
                 version="2.3",
-                path=chunk.path,
-                preceding=chunk.preceding,
+                path=old.path,
+                preceding=old.preceding,
             )
         crystals = chunk.crystals
         if not crystals:
@@ -459,26 +460,60 @@ def _init_pool_worker() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def process_batch(config: ReintegrateConfig, batch: list[Chunk | tuple]) -> list[ChunkResult]:
+def process_batch(
+    config: ReintegrateConfig, batch: list[Chunk | tuple]
+) -> list[ChunkResult | None]:
     """Process a batch of chunks, given as :class:`Chunk` objects (in the reading process)
     or as :func:`pack_batch` tuples (sent to a worker).
 
     This is the pure function every engine maps: the same bytes in give the same bytes out.
+    A chunk that a worker cannot finish without its line number (an error message, see
+    :class:`_LineWanted`) gives None: the reading process then processes it again.
     """
     proc = _worker_processor(config)
-    return [proc.process(c if isinstance(c, Chunk) else _unpack(c)) for c in batch]
+    out: list[ChunkResult | None] = []
+    for item in batch:
+        try:
+            out.append(proc.process(item if isinstance(item, Chunk) else _unpack(item)))
+        except _LineWanted:
+            out.append(None)
+    return out
 
 
 def pack_batch(batch: list[Chunk]) -> list[tuple]:
     """What a worker process needs of each chunk: (raw, index, line_no, version, path,
-    malformed), ``malformed`` being the reader's StreamFormatError for a broken chunk."""
-    return [(c.raw, c.index, c.line_no, c.version, c.path, c.malformed) for c in batch]
+    malformed), ``malformed`` being the reader's StreamFormatError for a broken chunk and
+    ``line_no`` None when the reader has not counted it (see :class:`_LineWanted`)."""
+    return [(c.raw, c.index, c.counted_line_no, c.version, c.path, c.malformed) for c in batch]
+
+
+class _LineWanted(BaseException):
+    """A worker was asked the line number of a chunk it got without one.
+
+    A reader of a regular file counts lines only when asked, and a worker that asked for
+    every chunk it gets would make the reading process count every newline of the input
+    (~18 ms per 600 ref-small frames, on the critical path of ``-j 2``).  Line numbers are
+    only needed in messages (errors, chunks passed through), so a worker that needs one
+    stops that chunk (a BaseException passes ``ChunkProcessor.process``'s handlers) and the
+    reading process, which can count, processes it again: the same bytes and messages as
+    ``-j 1``.
+    """
+
+
+def _line_wanted() -> int:
+    raise _LineWanted
 
 
 def _unpack(item: tuple) -> Chunk:
     raw, index, line_no, version, path, malformed = item
-    return Chunk(raw, index=index, line_no=line_no, version=version, path=path,
-                 malformed=malformed)
+    return Chunk(
+        raw,
+        index=index,
+        line_no=_line_wanted if line_no is None else line_no,
+        version=version,
+        path=path,
+        malformed=malformed,
+    )
 
 
 class WorkerDiedError(StreamfilterError):
@@ -498,21 +533,24 @@ def ordered_map(
     """``map(func, items)`` on ``jobs`` processes, results in input order, bounded memory.
 
     The calling process is one of the ``jobs``: a process pool of ``jobs - 1`` workers gets
-    items until it holds ``in_flight`` of them (default 2 per worker: each busy with one and
-    one queued), and while it is that full the caller runs ``func`` on the next item itself
+    items until it holds ``in_flight`` of them (default 3 per worker: each busy with one and
+    two queued), and while it is that full the caller runs ``func`` on the next item itself
     instead of waiting.  On a machine with ``jobs`` cores this keeps ``jobs`` processes
     computing, not ``jobs`` workers plus a reader/writer competing with them for a core, and
-    only the workers' share of the items crosses a pipe.  ``pack`` turns an item into what
-    is sent to a worker (e.g. chunk objects into plain tuples); the caller runs ``func`` on
-    the item itself.  Measured at ``-j 2`` on 600
-    ref-small frames against two workers and an idle parent (interleaved runs, median of
-    10-12): 1.30 s vs 1.34 s, 3-5 % slower than two independent ``-j 1`` runs on half the
-    frames each.  When the workers outpace the caller (many cores) the pool is seldom full
-    and the caller mostly feeds it.
+    only the workers' share of the items crosses a pipe.  When the workers outpace the
+    caller (many cores) the pool is seldom full and the caller mostly feeds it.  ``pack``
+    turns an item into what is sent to a worker (e.g. chunk objects into plain tuples); the
+    caller runs ``func`` on the item itself.
 
-    At most ``2 * in_flight`` items are under way or wait for their turn (backpressure: a
-    huge input never piles up in memory).  An exception of the caller's own ``func`` call
-    is raised when its item's turn comes, exactly as a worker's would be.
+    Up to ``4 * in_flight`` items are under way or wait for their turn, so that neither side
+    waits for the other's slow item (a frame that takes long, a core that is busy with
+    something else for a while), and a huge input never piles up in memory.  An exception
+    of the caller's own ``func`` call is raised when its item's turn comes, exactly as a
+    worker's would be.
+
+    Measured at ``-j 2`` on 600 ref-small frames (``bench/README.md``): within a few per
+    cent of two independent ``-j 1`` runs on half the frames each, where two workers with
+    an idle parent were 8 % slower than those.
     """
     if jobs <= 1:
         yield from map(func, items)
@@ -521,7 +559,7 @@ def ordered_map(
     from concurrent.futures.process import BrokenProcessPool
 
     workers = jobs - 1
-    in_flight = in_flight or 2 * workers
+    in_flight = in_flight or int(os.environ.get("SF_IF", "3")) * workers
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker)
     widen_pipes(pool)
     pending: deque = deque()  # in input order: the pool's futures and the caller's results
@@ -533,7 +571,7 @@ def ordered_map(
                 pending.append(_run_here(func, item))
             while pending and pending[0].done():
                 yield pending.popleft().result()
-            if len(pending) >= 2 * in_flight:
+            if len(pending) >= 4 * in_flight:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -774,6 +812,7 @@ def run_chunks(
             proc.close()
         return
     reader_errors: list[StreamFormatError] = []
+    batch_size = int(os.environ.get("SF_BS", batch_size))
     batches = _batches(chunks, batch_size, reader_errors)
     held: deque = deque()
 
@@ -802,6 +841,8 @@ def run_chunks(
         for res in results:
             batch = held.popleft()
             for chunk, r in zip(batch, res):
+                if r is None:  # a worker needed the line number: see _LineWanted
+                    r = _worker_processor(config).process(chunk)
                 yield chunk, r
     finally:
         _close_worker_processor()  # this process worked too: close its frame files

@@ -215,3 +215,29 @@ def test_a_workers_stream_error_arrives_intact():
         list(ordered_map(_stream_error, [7], jobs=2))
     assert (e.value.path, e.value.line_no, e.value.chunk_no) == ("in.stream", 123, 7)
     assert "a broken chunk" in str(e.value) and "BAD LINE" in str(e.value)
+
+
+def test_workers_leave_line_numbers_to_the_reading_process(r345, tmp_path):
+    """Workers get chunks without line numbers (counting them would cost the reading
+    process a pass over every newline); a chunk whose message needs one is processed again
+    by the reading process.  Every frame missing, -j 2 in batches of 2 (the first batch
+    always goes to the worker): the output and every passed-through message, with its line
+    number, are those of -j 1."""
+    src = tmp_path / "missing.stream"
+    src.write_bytes(r345.read_bytes().replace(b"Image filename: lyso_dev.h5",
+                                              b"Image filename: missing.h5"))
+    runs = []
+    for jobs in (1, 2):
+        out = tmp_path / f"j{jobs}.stream"
+        s = reintegrate(str(src), str(out), jobs=jobs, batch_size=2, method="crystfel")
+        runs.append((out.read_bytes(), dict(s.counters), s.passed_through))
+    assert runs[0] == runs[1]
+    out = runs[0][0]
+    audit = out[out.index(b"\nstreamfilter ") + 1:]
+    audit = audit[: audit.index(b"\n") + 1]
+    assert out.replace(audit, b"", 1) == src.read_bytes()  # every chunk copied unchanged
+    messages = runs[0][2]
+    assert len(messages) == runs[0][1]["passed_through"] == 30
+    text = src.read_bytes()
+    first_line = text[: text.index(b"----- Begin chunk -----")].count(b"\n") + 1
+    assert messages[0].startswith(f"{src}, line {first_line}, chunk 0: image file 'missing.h5'")

@@ -68,7 +68,8 @@ def test_other_radii_change_only_rows_and_counters(synth, tmp_path):
                 assert x.num_reflections == len(x.reflections)
 
 
-def test_old_format_input_is_upgraded_on_the_way(synth, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_old_format_input_is_upgraded_on_the_way(jobs, synth, tmp_path):
     src = synth.stream_path.read_bytes()
     old = src.replace(b"CrystFEL stream format 2.3", b"CrystFEL stream format 2.2", 1)
     old = re.sub(rb"(?m)^( +-?\d+ +-?\d+ +-?\d+(?: +\S+){6}) \S+$", rb"\1", old)
@@ -77,7 +78,8 @@ def test_old_format_input_is_upgraded_on_the_way(synth, tmp_path):
     p = tmp_path / "old.stream"
     p.write_bytes(old)
     out = tmp_path / "new.stream"
-    reintegrate(str(p), str(out), data_roots=[str(synth.directory)], method="crystfel")
+    reintegrate(str(p), str(out), data_roots=[str(synth.directory)], method="crystfel",
+                jobs=jobs, batch_size=2)
     assert PROVENANCE.sub(b"", out.read_bytes(), count=1) == src
 
 

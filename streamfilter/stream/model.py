@@ -282,6 +282,12 @@ class Chunk:
             self._line_no = self._line_no()
         return self._line_no
 
+    @property
+    def counted_line_no(self) -> int | None:
+        """The line number if it is already known, else None (a reader of a regular file
+        counts lines only when asked: :attr:`line_no` then counts)."""
+        return self._line_no if isinstance(self._line_no, int) else None
+
     def __repr__(self) -> str:
         return f"<Chunk {self.index} line {self.line_no} {len(self.raw)} bytes>"
 
