@@ -474,10 +474,19 @@ def process_batch(
     out: list[ChunkResult | None] = []
     for item in batch:
         try:
-            out.append(proc.process(item if isinstance(item, Chunk) else _unpack(item)))
+            out.append(proc.process(_fresh(item) if isinstance(item, Chunk) else _unpack(item)))
         except _LineWanted:
             out.append(None)
     return out
+
+
+def _fresh(c: Chunk) -> Chunk:
+    """An unparsed twin of ``c`` (same bytes, lazy line number) to process here: its parsed
+    tables go with it, instead of staying on the chunk that waits in ``run_chunks`` for its
+    turn to be written (up to 12 batches at ``-j 2``: +11 MB peak RSS on 600 frames)."""
+    return Chunk(c.raw, index=c.index, line_no=c.counted_line_no or (lambda: c.line_no),
+                 version=c.version, path=c.path, preceding=c.preceding, malformed=c.malformed,
+                 marks=c.marks)
 
 
 def pack_batch(batch: list[Chunk]) -> list[tuple]:
