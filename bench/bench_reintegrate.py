@@ -180,7 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=4, help="copies of the stream for timing")
     ap.add_argument("--big", type=int, default=20, help="copies for the memory check")
-    ap.add_argument("--runs", type=int, default=3, help="interleaved runs of floor, -j 1, -j 2")
+    ap.add_argument("--runs", type=int, default=3, help="interleaved runs of each timed case")
     args = ap.parse_args()
     print(f"source: {source()}  (2 cores; every figure measured in this run)")
     path = repeated(args.repeat)
