@@ -363,6 +363,34 @@ def test_line_numbers_counted_when_asked_are_exact(tmp_path):
     assert e.value.line_no > victim.line_no
 
 
+def test_a_twin_counts_its_line_only_when_asked_and_parses_alone(tmp_path):
+    """Chunk.twin (what -j N integrates, and the 2.2 -> 2.3 upgrade) shares the bytes and
+    the lazy line number; parsing it leaves the original unparsed."""
+    data = build_stream(seed=4, n_chunks=12).text
+    p = tmp_path / "s.stream"
+    p.write_bytes(data)
+    expected = [data[:off].count(b"\n") + 1 for off in _chunk_offsets(data)]
+    with read_stream(p) as r:
+        chunks = list(r)
+    last = chunks[-1]
+    twin = last.twin()
+    assert last.counted_line_no is None and twin.counted_line_no is None  # nothing counted
+    assert twin.raw is last.raw and twin.index == last.index and twin.path == last.path
+    assert twin.line_no == last.line_no == expected[last.index]
+    first = chunks[0]
+    other = first.twin(first.raw + b"", version="2.2")
+    other.crystals  # noqa: B018
+    assert other.version == "2.2" and other.marks is None and "_parsed" not in vars(first)
+    n = 0
+    for c in chunks:
+        t = c.twin()
+        got = [x.reflections.h.tolist() for x in t.crystals]
+        assert "_parsed" not in vars(c)
+        assert got == [x.reflections.h.tolist() for x in c.crystals]
+        n += len(got)
+    assert n > 0
+
+
 def test_a_chunk_longer_than_the_read_buffer(tmp_path):
     """A chunk of several read blocks (a huge peak list) grows the buffer, the chunks after it
     shrink it back; everything round-trips and parses, line numbers included."""

@@ -282,6 +282,22 @@ class Chunk:
             self._line_no = self._line_no()
         return self._line_no
 
+    def twin(self, raw: bytes | None = None, *, version: str | None = None) -> Chunk:
+        """A new, unparsed chunk over ``raw`` (default: these same bytes, with their marks and
+        ``malformed``) with this chunk's index, path, preceding bytes and line number (still
+        counted only when asked); ``version`` replaces the format version if given."""
+        same = raw is None
+        return Chunk(
+            self.raw if same else raw,
+            index=self.index,
+            line_no=self.counted_line_no or (lambda: self.line_no),
+            version=self.version if version is None else version,
+            path=self.path,
+            preceding=self.preceding,
+            malformed=self.malformed if same else None,
+            marks=self.marks if same else None,
+        )
+
     @property
     def counted_line_no(self) -> int | None:
         """The line number if it is already known, else None (a reader of a regular file
