@@ -466,7 +466,7 @@ def process_batch(
     out: list[ChunkResult | None] = []
     for item in batch:
         # a twin: its parsed tables go with it, instead of staying on the chunk that waits
-        # in run_chunks for its turn to be written (up to 12 batches at -j 2: +11 MB RSS)
+        # in run_chunks for its turn to be written (up to 11 batches at -j 2: +11 MB RSS)
         chunk = item.twin() if isinstance(item, Chunk) else _unpack(item)
         try:
             out.append(proc.process(chunk))
@@ -517,6 +517,9 @@ class WorkerDiedError(StreamfilterError):
     resumable = True
 
 
+AHEAD = 8  # items the caller of ordered_map may finish ahead of the oldest unfinished one
+
+
 def ordered_map(
     func: Callable,
     items: Iterable,
@@ -537,9 +540,10 @@ def ordered_map(
     turns an item into what is sent to a worker (e.g. chunk objects into plain tuples); the
     caller runs ``func`` on the item itself.
 
-    Up to ``4 * in_flight`` items are under way or wait for their turn, so that neither side
-    waits for the other's slow item (a frame that takes long, a core that is busy with
-    something else for a while), and a huge input never piles up in memory.  An exception
+    Up to ``in_flight + AHEAD`` items are under way or wait for their turn: the caller goes
+    on with ``AHEAD`` more items of its own while a worker is slow with the oldest one (a
+    frame that takes long, a core busy with something else for a while), and a huge input
+    never piles up in memory.  An exception
     of the caller's own ``func`` call is raised when its item's turn comes, exactly as a
     worker's would be.
 
@@ -566,7 +570,7 @@ def ordered_map(
                 pending.append(_run_here(func, item))
             while pending and pending[0].done():
                 yield pending.popleft().result()
-            if len(pending) >= 4 * in_flight:
+            if len(pending) >= in_flight + AHEAD:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
