@@ -46,6 +46,25 @@ def test_jobs_2_is_byte_identical(r345, reference_output, tmp_path):
     assert summary.counters["chunks"] == 30 and summary.counters["frames_read"] == 30
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_jobs_2_is_byte_identical_with_other_start_methods(method, r345, reference_output,
+                                                           tmp_path):
+    """macOS starts worker processes with spawn and Python 3.14 on Linux with forkserver:
+    nothing is inherited from the parent, and the output is still -j 1's."""
+    out = tmp_path / "j2.stream"
+    code = (
+        "import multiprocessing, sys\n"
+        "if __name__ == '__main__':\n"
+        f"    multiprocessing.set_start_method({method!r})\n"
+        "    from streamfilter.reintegrate import reintegrate\n"
+        "    reintegrate(sys.argv[1], sys.argv[2], jobs=2, batch_size=3)\n"
+    )
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    subprocess.run([sys.executable, str(script), str(r345), str(out)], check=True)
+    assert out.read_bytes() == reference_output
+
+
 def test_dask_local_cluster_is_byte_identical(r345, reference_output, tmp_path):
     pytest.importorskip("dask.distributed")
     out = tmp_path / "dask.stream"
