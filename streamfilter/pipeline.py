@@ -543,9 +543,8 @@ def ordered_map(
     Up to ``in_flight + AHEAD`` items are under way or wait for their turn: the caller goes
     on with ``AHEAD`` more items of its own while a worker is slow with the oldest one (a
     frame that takes long, a core busy with something else for a while), and a huge input
-    never piles up in memory.  An exception
-    of the caller's own ``func`` call is raised when its item's turn comes, exactly as a
-    worker's would be.
+    never piles up in memory.  An exception of the caller's own ``func`` call is raised when
+    its item's turn comes, exactly as a worker's would be.
 
     Measured at ``-j 2`` on 600 ref-small frames (``bench/README.md``): within a few per
     cent of two independent ``-j 1`` runs on half the frames each, where two workers with
@@ -558,7 +557,7 @@ def ordered_map(
     from concurrent.futures.process import BrokenProcessPool
 
     workers = jobs - 1
-    in_flight = in_flight or int(os.environ.get("SF_IF", "3")) * workers
+    in_flight = in_flight or 3 * workers
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker)
     widen_pipes(pool)
     pending: deque = deque()  # in input order: the pool's futures and the caller's results
@@ -811,7 +810,6 @@ def run_chunks(
             proc.close()
         return
     reader_errors: list[StreamFormatError] = []
-    batch_size = int(os.environ.get("SF_BS", batch_size))
     batches = _batches(chunks, batch_size, reader_errors)
     held: deque = deque()
 
