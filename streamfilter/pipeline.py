@@ -581,31 +581,16 @@ def ordered_map(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Done:
-    """The caller's own result of :func:`ordered_map`, shaped like a finished future."""
+def _run_here(func: Callable, item: Any) -> Any:
+    """``func(item)`` in this process, as a finished future (an error raised in its turn)."""
+    from concurrent.futures import Future
 
-    __slots__ = ("_value", "_error")
-
-    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
-        self._value, self._error = value, error
-
-    def done(self) -> bool:
-        return True
-
-    def cancel(self) -> bool:
-        return False
-
-    def result(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-def _run_here(func: Callable, item: Any) -> _Done:
+    done: Future = Future()
     try:
-        return _Done(func(item))
+        done.set_result(func(item))
     except Exception as e:  # noqa: BLE001 - raised in its turn, like a worker's
-        return _Done(error=e)
+        done.set_exception(e)
+    return done
 
 
 def _running(pending: deque) -> int:
