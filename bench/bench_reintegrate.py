@@ -10,7 +10,7 @@ are read again each time).  Printed, all measured in this run:
   floor      read + decode every frame the stream references with plain h5py, nothing else
              (floor, -j 1 and -j 2 run --runs times, interleaved; the fastest of each counts)
   -j 1       streamfilter reintegrate --method crystfel, one process   (ratio to the floor)
-  -j 2       the same with two worker processes                         (speed-up over -j 1)
+  -j 2       the same on two processes (this one and a worker)          (speed-up over -j 1)
   2 x -j 1/2 two independent -j 1 runs on half the frames each, side by side: the most two
              cores give this work (the ceiling of -j 2's speed-up on this machine)
   robust     --method robust, -j 1                                       (ratio to the floor)
