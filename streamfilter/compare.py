@@ -87,11 +87,11 @@ class CellFormatError(StreamfilterError):
     """
 
     def __init__(self, source: str, line_no: int | None, message: str) -> None:
-        self.source = source
-        self.line_no = line_no
-        self.message = message
-        where = source if line_no is None else f"{source}, line {line_no}"
-        super().__init__(f"{where}: {message}")
+        super().__init__(message, path=source, line_no=line_no)
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
 
 
 # --------------------------------------------------------------------------------------------

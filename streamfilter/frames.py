@@ -66,15 +66,12 @@ class FrameNotFoundError(FrameError):
     """
 
     def __init__(self, filename: str, event: str | None, searched: Sequence[str]):
-        super().__init__(filename, event, list(searched))
         self.filename = filename
         self.event = event
         self.searched = list(searched)
-
-    def __str__(self) -> str:
         tried = "\n  ".join(self.searched) or "(nothing)"
-        return (
-            f"image file '{self.filename}' (event {self.event}) not found; tried:\n  {tried}\n"
+        super().__init__(
+            f"image file '{filename}' (event {event}) not found; tried:\n  {tried}\n"
             "Give the directory where indexamajig ran with --data-root."
         )
 
@@ -94,13 +91,10 @@ class FrameReadError(FrameError):
     """
 
     def __init__(self, filename: str, event: str | None, reason: str):
-        super().__init__(filename, event, reason)
         self.filename = filename
         self.event = event
         self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.filename} (event {self.event}): {self.reason}"
+        super().__init__(f"{filename} (event {event}): {reason}")
 
 
 # ---------------------------------------------------------------------------------------------

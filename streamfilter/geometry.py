@@ -80,26 +80,18 @@ class GeometryError(StreamfilterError, ValueError):
     """
 
     def __init__(self, source: str, line_no: int | None, key: str | None, message: str):
-        super().__init__(source, line_no, key, message)
-        self.source = source
-        self.line_no = line_no
-        self.key = key
-        self.message = message
+        super().__init__(message, path=source, line_no=line_no, key=key)
 
-    def __str__(self) -> str:
-        where = str(self.source)
-        if self.line_no is not None:
-            where += f", line {self.line_no}"
-        if self.key is not None:
-            where += f", key '{self.key}'"
-        return f"{where}: {self.message}"
+    @property
+    def source(self) -> str:
+        return str(self.path)
 
 
 class UnknownPanelError(GeometryError, KeyError):
     """A panel name that the geometry does not define (also a :class:`KeyError`)."""
 
     def __str__(self) -> str:
-        return GeometryError.__str__(self)
+        return StreamfilterError.__str__(self)
 
 
 class GeometryWarning(UserWarning):

@@ -91,13 +91,7 @@ class HklFormatError(StreamfilterError):
     """
 
     def __init__(self, path: str, line_no: int | None, message: str, text: str | None = None):
-        self.path = path
-        self.line_no = line_no
-        self.message = message
-        self.text = text
-        where = path if line_no is None else f"{path}, line {line_no}"
-        shown = "" if text is None else f": {text[:120]!r}"
-        super().__init__(f"{where}: {message}{shown}")
+        super().__init__(message, path=path, line_no=line_no, text=text)
 
 
 # --------------------------------------------------------------------------------------------
