@@ -1,0 +1,72 @@
+"""``streamfilter <subcommand>``: a thin argparse shell over the library.
+
+Every subcommand that reads a stream accepts ``-`` for standard input; every one that writes
+a stream accepts ``-o -`` for standard output.  Progress bars and summaries go to standard
+error.  Exit status: 0 success, 2 bad input or usage (a message names file, line and chunk),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+
+from .. import __version__
+from ..errors import StreamfilterError
+from ._common import eprint
+
+# one module of this package per subcommand, each with add_parser(subparsers) and run(args)
+SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo")
+
+
+def _module(command: str):
+    return importlib.import_module(f"{__name__}.{command}")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command`` (one of :data:`SUBCOMMANDS`) only that
+    subcommand is registered, which spares importing the modules of all the others."""
+    parser = argparse.ArgumentParser(
+        prog="streamfilter",
+        description="Re-integrate, rewrite and compare CrystFEL .stream files.")
+    parser.add_argument("--version", action="version", version=f"streamfilter {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in (command,) if command in SUBCOMMANDS else SUBCOMMANDS:
+        _module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``streamfilter`` console script; returns the exit status."""
+    from ..stream.writer import clear_stop_requests, quiet_unraisable, request_stop
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
+    args = parser.parse_args(argv)
+    clear_stop_requests()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, quiet_unraisable
+    signal.signal(signal.SIGTERM, request_stop)  # SIGTERM stops a run as Ctrl-C does
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, request_stop)
+    try:
+        return int(args.func(args) or 0)
+    except StreamfilterError as e:
+        eprint(f"streamfilter {args.command}: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        eprint(f"streamfilter {args.command}: interrupted; no output file was left behind")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        eprint(f"streamfilter {args.command}: error: {e}")
+        return 2
+    finally:
+        clear_stop_requests()
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = previous_hook
+
