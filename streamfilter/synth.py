@@ -11,7 +11,7 @@
 * ``<name>.cell``: the target unit cell;
 * ``<name>.stream``: a format-2.3 stream in indexamajig's layout whose crystals carry the
   **true** orientations and whose reflection rows are a CrystFEL-identical ``rings``
-  integration (:func:`streamfilter.integrate.rings.integrate_frame_crystfel`) of the noisy
+  integration (:func:`streamfilter.pipeline.integrate_frame`, ``crystfel``) of the noisy
   frames at the predicted positions (:func:`streamfilter.predict.predict_reflections`);
 * ``<name>_truth.h5``: the noise-free Bragg image and background of every frame, the true
   intensity of every spot, the crystals and the full intensity list (see :class:`Truth`).
@@ -63,7 +63,6 @@ from .errors import StreamfilterError
 from .frames import Frame
 from .geometry import Detector, GeometryWarning, parse_geometry
 from .integrate.boxes import gather_window
-from .integrate.rings import integrate_frame_crystfel
 from .predict import photon_energy_to_wavelength, predict_reflections
 from .stream import PeakTable, ReflectionTable, format_peaks, format_reflections
 from .stream.tables import PEAK_HEADER_23, REFLECTION_HEADER_23
@@ -596,7 +595,7 @@ def _printed(values: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def _make_crystal(config: SynthConfig, rng: np.random.Generator) -> SimpleNamespace:
-    """A crystal with the attributes integrate_frame_crystfel reads (nm^-1 throughout)."""
+    """A crystal with the attributes the prediction reads (nm^-1 throughout)."""
     a_nm, c_nm = config.cell_A[0] / 10.0, config.cell_A[1] / 10.0
     rot = _random_rotation(rng)
     recip = rot @ np.diag([1.0 / a_nm, 1.0 / a_nm, 1.0 / c_nm])  # columns a*, b*, c*
@@ -794,7 +793,10 @@ def _simulate_frame(
         bad=bad_panels,
         saturation=None,
     )
-    results = integrate_frame_crystfel(
+    from .pipeline.frame import integrate_frame
+
+    results = integrate_frame(
+        "crystfel",
         frame,
         detector,
         crystals,
