@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from streamfilter.accuracy import compare_on_truth, stream_on_truth
+    from streamfilter.analysis.accuracy import compare_on_truth, stream_on_truth
     from streamfilter.integrate.profile import ProfileOptions, integrate_frame_profile
     from streamfilter.integrate.robust import RobustOptions
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(cmp, title: str, secs: float) -> dict[str, object]:
     """Print the side-by-side table and the ratio lines of one comparison."""
-    from streamfilter.accuracy import format_side_by_side
+    from streamfilter.analysis.accuracy import format_side_by_side
 
     tables = cmp.tables()
     both = cmp.common()

@@ -23,7 +23,7 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
     Progress and the table are printed to ``out`` (default: standard output).
     """
     out = out or sys.stdout
-    from .accuracy import compare_on_truth, format_side_by_side
+    from .analysis.accuracy import compare_on_truth, format_side_by_side
     from .integrate.profile import integrate_frame_profile
     from .reintegrate import reintegrate
     from .synth import SynthConfig, generate

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from streamfilter.accuracy import (
+from streamfilter.analysis.accuracy import (
     accuracy_table,
     compare_on_truth,
     format_side_by_side,

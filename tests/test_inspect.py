@@ -7,10 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from streamfilter.cli import main as cli_main
-from streamfilter.frames import FrameSource
-from streamfilter.geometry import parse_geometry
-from streamfilter.inspect import (
+from streamfilter.analysis.inspect import (
     PixelClass,
     format_inspect,
     inspect_maxima,
@@ -18,6 +15,9 @@ from streamfilter.inspect import (
     local_maxima,
     plot_inspect,
 )
+from streamfilter.cli import main as cli_main
+from streamfilter.frames import FrameSource
+from streamfilter.geometry import parse_geometry
 from streamfilter.integrate.boxes import ring_classes
 from streamfilter.integrate.rings import Status, integrate_frame_crystfel, poisson_variance
 from streamfilter.stream import read_stream

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from streamfilter.accuracy import compare_on_truth
+from streamfilter.analysis.accuracy import compare_on_truth
 from streamfilter.errors import StreamfilterError
 from streamfilter.integrate.profile import (
     ProfileOptions,

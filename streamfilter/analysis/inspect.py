@@ -15,9 +15,7 @@ streamfilter's error messages use).
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -26,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StreamfilterError
-from .frames import Frame, FrameSource
-from .geometry import Detector, Panel, parse_geometry
-from .integrate.boxes import (
+from ..errors import StreamfilterError
+from ..frames import Frame, FrameSource
+from ..geometry import Detector, Panel, parse_geometry
+from ..integrate.boxes import (
     PEAK,
     central_pixels,
     gather_boxes,
@@ -37,11 +35,10 @@ from .integrate.boxes import (
     overlap_map,
     ring_classes,
 )
-from .integrate.rings import CrystalResult, Status, integrate_frame_crystfel, integrate_rings
-from .integrate.rings import poisson_variance as _poisson_variance
-from .pipeline import config_for
-from .reintegrate import add_frame_arguments
-from .stream import Chunk, read_stream
+from ..integrate.rings import CrystalResult, Status, integrate_frame_crystfel, integrate_rings
+from ..integrate.rings import poisson_variance as _poisson_variance
+from ..pipeline import config_for
+from ..stream import Chunk, read_stream
 
 __all__ = [
     "PixelClass",
@@ -52,8 +49,6 @@ __all__ = [
     "format_inspect",
     "format_maxima",
     "plot_inspect",
-    "add_parser",
-    "run_inspect",
 ]
 
 
@@ -850,108 +845,3 @@ def plot_maxima(m: MaximaResult, path: str | Path) -> None:
         fontsize=9,
     )
     fig.savefig(str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def _ints(text: str, n: int, what: str) -> tuple[int, ...]:
-    parts = text.replace(" ", ",").split(",")
-    parts = [x for x in parts if x]
-    try:
-        vals = tuple(int(x) for x in parts)
-    except ValueError:
-        vals = ()
-    if len(vals) != n:
-        raise argparse.ArgumentTypeError(
-            f"{what}: expected {n} comma-separated integers, got {text!r}"
-        )
-    return vals
-
-
-def _hkl(text: str) -> tuple[int, ...]:
-    return _ints(text, 3, "--hkl")
-
-
-def _radii(text: str) -> tuple[float, float, float]:
-    try:
-        r = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        r = ()
-    if len(r) != 3 or not (0 < r[0] <= r[1] <= r[2]):
-        raise argparse.ArgumentTypeError(
-            f"--int-radius {text!r}: expected R1,R2,R3 with 0 < R1 <= R2 <= R3"
-        )
-    return r  # type: ignore[return-value]
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``streamfilter inspect``."""
-    p = subparsers.add_parser(
-        "inspect",
-        help="show the pixels and numbers behind one reflection",
-        description="Print the integration box around one reflection: each pixel's class "
-        "(peak disc, ignored, background annulus, masked, a neighbour's peak, off panel), its "
-        "value, and the numbers that give I and sigma(I), re-computed exactly as the "
-        "CrystFEL-identical rings integration does. With --threshold, list the local maxima "
-        "of the frame instead, each with its nearest predicted reflection.",
-        epilog="Negative indices need '=': --hkl=-3,2,1.",
-    )
-    p.add_argument("stream", metavar="STREAM", help="stream file")
-    p.add_argument(
-        "--chunk",
-        type=int,
-        required=True,
-        metavar="N",
-        help="chunk number, counted from 0 in file order",
-    )
-    p.add_argument(
-        "--crystal",
-        type=int,
-        metavar="I",
-        help="crystal number in the chunk, from 0 (needed only if ambiguous)",
-    )
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--hkl", type=_hkl, metavar="H,K,L", help="the reflection")
-    what.add_argument(
-        "--threshold",
-        type=float,
-        metavar="T",
-        help="list local maxima above T ADU with their nearest prediction",
-    )
-    p.add_argument(
-        "--int-radius",
-        type=_radii,
-        metavar="R1,R2,R3",
-        help="ring radii in pixels (default: the stream's own, else 4,5,7)",
-    )
-    p.add_argument("--png", metavar="FILE", help="also draw the box (or the maxima) to a PNG")
-    add_frame_arguments(p)
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=50,
-        metavar="N",
-        help="with --threshold, print at most N maxima (default 50; 0 = all)",
-    )
-    p.set_defaults(func=run_inspect)
-
-
-def run_inspect(args: argparse.Namespace) -> int:
-    """Run ``streamfilter inspect`` from parsed arguments; returns the exit status."""
-    common = {"int_radius": args.int_radius, "geometry": args.geometry, "data_root": args.data_root}
-    if args.threshold is not None:
-        m = inspect_maxima(args.stream, args.chunk, args.threshold, **common)
-        print(format_maxima(m, None if args.limit == 0 else args.limit))
-        if args.png:
-            plot_maxima(m, args.png)
-            print(f"wrote {args.png}", file=sys.stderr)
-        return 0
-    r = inspect_reflection(args.stream, args.chunk, args.hkl, crystal=args.crystal, **common)
-    print(format_inspect(r))
-    if args.png:
-        plot_inspect(r, args.png)
-        print(f"wrote {args.png}", file=sys.stderr)
-    return 0

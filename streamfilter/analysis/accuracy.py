@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .integrate.boxes import central_pixels, gather_window, overlap_map
+from ..integrate.boxes import central_pixels, gather_window, overlap_map
 
 __all__ = [
     "DEFAULT_SHELLS_A",
@@ -364,7 +364,7 @@ class TruthComparison:
 
 
 def _frame_index(event: str | None) -> int:
-    from .frames import parse_event
+    from ..frames import parse_event
 
     dims = parse_event(event).dims
     return int(dims[0]) if dims else 0
@@ -436,11 +436,11 @@ def compare_on_truth(
     """
     import h5py
 
-    from .frames import FrameSource
-    from .geometry import parse_geometry
-    from .integrate.rings import integrate_frame_crystfel
-    from .integrate.robust import RobustOptions, integrate_frame_robust
-    from .stream import read_stream
+    from ..frames import FrameSource
+    from ..geometry import parse_geometry
+    from ..integrate.rings import integrate_frame_crystfel
+    from ..integrate.robust import RobustOptions, integrate_frame_robust
+    from ..stream import read_stream
 
     options = options or RobustOptions()
     stream = Path(stream)
@@ -518,7 +518,7 @@ def _collect_frame(
     add: Callable[[str, np.ndarray], None],
 ) -> None:
     """T (and the perfect-background intensity) for every predicted reflection of a frame."""
-    from .integrate.rings import Status
+    from ..integrate.rings import Status
 
     panels = {p.name: p for p in detector.panels}
     r1 = radii[0]
@@ -582,7 +582,7 @@ def stream_on_truth(
     """
     import h5py
 
-    from .stream import read_stream
+    from ..stream import read_stream
 
     I, sigma, T = [], [], []  # noqa: N806
     with read_stream(stream) as reader, h5py.File(truth, "r") as tf:

@@ -4,8 +4,8 @@
 0.12, ``src/process_hkl.c``), and gives the same numbers to print precision:
 
 * every observation of every crystal is mapped to CrystFEL's asymmetric-unit representative
-  under the point group (:mod:`streamfilter.symmetry`); Friedel mates are merged only when the
-  point group is centrosymmetric (``4/mmm``, ``mmm``, ``-1``, ...), as in CrystFEL;
+  under the point group (:mod:`streamfilter.analysis.symmetry`); Friedel mates are merged only
+  when the point group is centrosymmetric (``4/mmm``, ``mmm``, ``-1``, ...), as in CrystFEL;
 * the merged intensity is the plain (unweighted) mean of the observations;
 * sigma(I) is the standard deviation of the observations divided by sqrt(n), with the
   population (1/n) variance: ``sigma = sqrt(sum((I_i - <I>)^2) / n) / sqrt(n)``;
@@ -47,7 +47,6 @@ Rows are written with ``%4i %4i %4i %10.2f %s %10.2f %7i`` (phase ``%8.2f`` degr
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
@@ -58,8 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
+from streamfilter.analysis.symmetry import PointGroup, pack_hkl, point_group, unpack_hkl
+from streamfilter.crystal import one_over_d
 from streamfilter.errors import StreamfilterError
-from streamfilter.symmetry import PointGroup, pack_hkl, point_group, unpack_hkl
 
 HKL_MAGIC = "CrystFEL reflection list version 2.0"
 HKL_COLUMNS = "   h    k    l          I    phase   sigma(I)   nmeas"
@@ -146,7 +146,7 @@ class ReflectionList:
         return int(self.h.shape[0])
 
     def keys(self) -> np.ndarray:
-        """Packed (h, k, l) keys, see :func:`streamfilter.symmetry.pack_hkl`."""
+        """Packed (h, k, l) keys, see :func:`streamfilter.analysis.symmetry.pack_hkl`."""
         return pack_hkl(self.h, self.k, self.l)
 
     def take(self, index: np.ndarray) -> ReflectionList:
@@ -420,9 +420,12 @@ def iter_crystals(
                 table = xtal.reflections
                 if table is None:
                     continue
-                one_over_d = (
-                    xtal.one_over_d if xtal.astar is not None else np.full(len(table), np.nan)
-                )
+                if xtal.astar is None:
+                    inv_d = np.full(len(table), np.nan)
+                else:
+                    inv_d = one_over_d(
+                        table.h, table.k, table.l, xtal.astar, xtal.bstar, xtal.cstar
+                    )
                 yield CrystalObservations(
                     frame,
                     index,
@@ -438,7 +441,7 @@ def iter_crystals(
                     table.l,
                     table.I,
                     table.sigma,
-                    one_over_d,
+                    inv_d,
                 )
 
 
@@ -630,7 +633,7 @@ class Merger:
         """Merge every crystal of a stream (see :func:`iter_crystals`).
 
         ``crystals_out``, if given, receives each :class:`CrystalObservations` (for callers
-        that need the observations again, e.g. :mod:`streamfilter.compare`).
+        that need the observations again, e.g. :mod:`streamfilter.analysis.compare`).
         """
         for xtal in iter_crystals(path, quiet=quiet, header_out=header_out):
             self.add_crystal(xtal)
@@ -677,85 +680,9 @@ def merge_streams(
     return merger.result(min_measurements).sorted(), merger
 
 
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def add_merge_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``streamfilter merge`` (call with the object from ``add_subparsers()``)."""
-    p = subparsers.add_parser(
-        "merge",
-        help="quick unweighted merge of streams into a CrystFEL .hkl (like process_hkl)",
-        description=(
-            "Merge all observations of all crystals into the asymmetric unit of a point group "
-            "with a plain mean, as process_hkl --polarisation=none does, and write a CrystFEL "
-            "reflection list.  No scaling, partiality or polarisation correction "
-            "(partialator's job)."
-        ),
-    )
-    p.add_argument("streams", nargs="+", metavar="STREAM", help="input stream(s), '-' = stdin")
-    p.add_argument(
-        "-y",
-        "--symmetry",
-        required=True,
-        metavar="POINTGROUP",
-        help="merging point group, CrystFEL symbol (4/mmm, 422, mmm, 2/m_uab, -1 ...)",
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT.hkl",
-        help="output reflection list ('-' = stdout)",
-    )
-    p.add_argument(
-        "--min-measurements",
-        type=int,
-        default=2,
-        metavar="N",
-        help="leave out reflections seen fewer than N times (default 2)",
-    )
-    p.add_argument(
-        "--min-snr",
-        type=float,
-        default=None,
-        metavar="X",
-        help="drop observations with I < X*sigma(I)",
-    )
-    p.add_argument(
-        "--push-res",
-        type=float,
-        default=None,
-        metavar="R",
-        help="drop observations beyond the crystal's resolution limit + R (nm^-1)",
-    )
-    p.add_argument(
-        "--halves",
-        action="store_true",
-        help="also write OUT.hkl1 and OUT.hkl2, two random half-sets of crystals",
-    )
-    p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    p.set_defaults(func=run_merge)
-    return p
-
-
-def _command_line(args: argparse.Namespace) -> str:
-    """The merge command as it could be typed again (for the audit trail of the .hkl)."""
-    parts = ["streamfilter merge", *args.streams, "-y", args.symmetry, "-o", args.output]
-    if args.min_measurements != 2:
-        parts += ["--min-measurements", str(args.min_measurements)]
-    if args.min_snr is not None:
-        parts += ["--min-snr", repr(args.min_snr)]
-    if args.push_res is not None:
-        parts += ["--push-res", repr(args.push_res)]
-    if args.halves:
-        parts += ["--halves", "--seed", str(args.seed)]
-    return " ".join(parts)
-
-
-def _audit_notes(command: str, headers: list) -> list[str]:
+def audit_notes(command: str, headers: list) -> list[str]:
+    """The lines after ``End of reflections``: who wrote the list, the command, and the
+    audit lines of each input stream's header."""
     notes = [f"Generated by streamfilter {__version__}", command]
     for header in headers:
         audit = [line for line in header.lines[1:3] if line.strip()]
@@ -763,48 +690,3 @@ def _audit_notes(command: str, headers: list) -> list[str]:
             notes.append("Audit information from stream:")
             notes.extend(audit)
     return notes
-
-
-def run_merge(args: argparse.Namespace) -> int:
-    """Run ``streamfilter merge``; returns the exit status."""
-    quiet = bool(getattr(args, "quiet", False))
-    pg = point_group(args.symmetry)
-    if args.output != "-" and any(
-        os.path.exists(s) and os.path.exists(args.output) and os.path.samefile(s, args.output)
-        for s in args.streams
-        if s != "-"
-    ):
-        raise StreamfilterError(f"{args.output}: output would overwrite an input stream")
-    merger = Merger(
-        pg, min_snr=args.min_snr, push_res=args.push_res, halves=args.halves, seed=args.seed
-    )
-    headers: list = []
-    for path in args.streams:
-        merger.add_stream(path, quiet=quiet, header_out=headers)
-    command = _command_line(args)
-    notes = _audit_notes(command, headers)
-    merged = merger.result(args.min_measurements)
-    write_hkl(args.output, merged, notes=notes)
-    outputs = [args.output]
-    if args.halves:
-        for i, half in enumerate(merger.half_results(args.min_measurements), start=1):
-            write_hkl(f"{args.output}{i}", half, notes=notes)
-            outputs.append(f"{args.output}{i}")
-    if not quiet:
-        st = merger.stats
-        print(
-            f"merged {st.n_observations} observations from {st.n_crystals_used}/"
-            f"{st.n_crystals} crystals into {len(merged)} unique reflections "
-            f"(point group {pg.symbol}, >= {args.min_measurements} measurements)",
-            file=sys.stderr,
-        )
-        dropped = [
-            (st.n_rejected_snr, "--min-snr"),
-            (st.n_rejected_res, "--push-res"),
-            (st.n_nonfinite, "non-finite I"),
-        ]
-        for n, why in dropped:
-            if n:
-                print(f"  {n} observations dropped ({why})", file=sys.stderr)
-        print("wrote " + ", ".join(outputs), file=sys.stderr)
-    return 0

@@ -149,8 +149,8 @@ def write_compare_plots(result, outdir: str | os.PathLike) -> list[Path]:
 
     Parameters
     ----------
-    result : streamfilter.compare.CompareResult
-        What :func:`streamfilter.compare.compare_streams` returned.
+    result : streamfilter.analysis.compare.CompareResult
+        What :func:`streamfilter.analysis.compare.compare_streams` returned.
     outdir : str or path-like
         Directory for the figures.
 
