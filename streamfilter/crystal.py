@@ -93,7 +93,10 @@ def invA(one_over_d_nm: Any) -> Any:  # noqa: N802
 
 
 def d_A(one_over_d_nm: Any) -> Any:  # noqa: N802
-    """d in Angstrom from 1/d in nm^-1 (no guard against 0)."""
+    """d in Angstrom from 1/d in nm^-1 (no guard against 0).
+
+    The conversion is its own inverse: ``d_A(d)`` is also 1/d in nm^-1 of d in Angstrom.
+    """
     return 10.0 / one_over_d_nm
 
 

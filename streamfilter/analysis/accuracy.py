@@ -27,16 +27,17 @@ from typing import Any
 
 import numpy as np
 
+from ..crystal import one_over_d
 from ..integrate.boxes import central_pixels, gather_window, overlap_map
+from .shells import Shells
 
 __all__ = [
-    "DEFAULT_SHELLS_A",
-    "WATER_SHELL_A",
+    "DEFAULT_SHELLS",
+    "WATER_SHELL",
     "ShellStats",
     "AccuracyTable",
     "true_disc_counts",
     "true_counts_near",
-    "resolution_invA",
     "accuracy_table",
     "summary_stats",
     "format_side_by_side",
@@ -44,10 +45,11 @@ __all__ = [
     "compare_on_truth",
 ]
 
-#: Shell edges in d (Angstrom), low to high resolution.  2.95-3.5 A is the water-ring shell.
-DEFAULT_SHELLS_A: tuple[float, ...] = (math.inf, 6.0, 4.5, 3.5, 2.95, 2.6, 2.35, 2.15, 2.0, 0.0)
-#: The water-ring shell (d_max, d_min) in Angstrom, reported separately.
-WATER_SHELL_A: tuple[float, float] = (3.5, 2.95)
+#: Shells of the accuracy tables, edges in d (Angstrom) inf, 6.0, 4.5, 3.5, 2.95, 2.6, 2.35,
+#: 2.15, 2.0, 0; 3.5-2.95 A is the water-ring shell.
+DEFAULT_SHELLS = Shells.from_d((math.inf, 6.0, 4.5, 3.5, 2.95, 2.6, 2.35, 2.15, 2.0, 0.0))
+#: The water-ring shell, 3.5-2.95 A, reported separately.
+WATER_SHELL = Shells.from_d((3.5, 2.95))
 
 
 def true_disc_counts(
@@ -117,15 +119,6 @@ def true_counts_near(
     cy = np.floor(ss)[:, None, None] + d[None, :, None] + 0.5
     inside = (cx - fs[:, None, None]) ** 2 + (cy - ss[:, None, None]) ** 2 <= radius * radius
     return np.where(inside & on, win, 0.0).sum(axis=(1, 2))
-
-
-def resolution_invA(
-    h: np.ndarray, k: np.ndarray, l: np.ndarray,  # noqa: E741
-    astar: np.ndarray, bstar: np.ndarray, cstar: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """1/d in inverse Angstrom from Miller indices and reciprocal vectors in nm^-1."""
-    g = np.outer(h, astar) + np.outer(k, bstar) + np.outer(l, cstar)  # (N, 3) nm^-1
-    return np.linalg.norm(g, axis=1) / 10.0
 
 
 @dataclass
@@ -210,16 +203,12 @@ def _stats(label: str, d_max: float, d_min: float, err: np.ndarray, z: np.ndarra
     )
 
 
-def _label(d_max: float, d_min: float) -> str:
-    return f"{'inf' if math.isinf(d_max) else f'{d_max:.2f}'}-{d_min:.2f}"
-
-
 def accuracy_table(
     I: np.ndarray,  # noqa: N803
     sigma: np.ndarray,
     T: np.ndarray,  # noqa: N803
-    one_over_d_invA: np.ndarray,  # noqa: N803
-    shells: Sequence[float] = DEFAULT_SHELLS_A,
+    one_over_d: np.ndarray,
+    shells: Shells = DEFAULT_SHELLS,
 ) -> AccuracyTable:
     """RMS(I - T), RMS((I - T)/sigma) and mean(I - T) per resolution shell.
 
@@ -230,10 +219,10 @@ def accuracy_table(
         sigma or T, or sigma <= 0, are left out.
     T : np.ndarray
         True values (e.g. :func:`true_disc_counts`).
-    one_over_d_invA : np.ndarray
-        1/d of each reflection in inverse Angstrom.
-    shells : sequence of float
-        Shell edges in d (Angstrom), decreasing; shell i is ``edges[i+1] <= d < edges[i]``.
+    one_over_d : np.ndarray
+        1/d of each reflection, nm^-1.
+    shells : Shells
+        Shell i holds ``d_min <= d < d_max`` (a value on the lowest edge is outside).
 
     Returns
     -------
@@ -241,25 +230,22 @@ def accuracy_table(
         One row per shell, ``overall`` and the ``water`` shell (3.5-2.95 A).
     """
     I, sigma, T = (np.asarray(a, dtype=np.float64) for a in (I, sigma, T))  # noqa: N806
-    q = np.asarray(one_over_d_invA, dtype=np.float64)
-    ok = np.isfinite(I) & np.isfinite(sigma) & np.isfinite(T) & (sigma > 0) & (q > 0)
+    r = np.asarray(one_over_d, dtype=np.float64)
+    ok = np.isfinite(I) & np.isfinite(sigma) & np.isfinite(T) & (sigma > 0) & (r > 0)
     err = I - T
     with np.errstate(divide="ignore", invalid="ignore"):
         z = err / sigma
-
-    def in_shell(d_max: float, d_min: float) -> np.ndarray:
-        # d_min <= d < d_max, tested on q = 1/d so that q = 1/edge lands exactly
-        with np.errstate(divide="ignore"):
-            return (q > 1.0 / d_max) & (q <= (1.0 / d_min if d_min > 0 else math.inf))
-
-    edges = list(shells)
+    j = shells.assign(r, lowest_edge_inside=False)
+    d_max, d_min = shells.d_max.tolist(), shells.d_min.tolist()
     rows = []
-    for hi, lo in zip(edges[:-1], edges[1:], strict=True):
-        sel = ok & in_shell(hi, lo)
-        rows.append(_stats(_label(hi, lo), hi, lo, err[sel], z[sel]))
-    overall = _stats("all", edges[0], edges[-1], err[ok], z[ok])
-    wsel = ok & in_shell(*WATER_SHELL_A)
-    water = _stats("water", WATER_SHELL_A[0], WATER_SHELL_A[1], err[wsel], z[wsel])
+    for i, label in enumerate(shells.labels()):
+        sel = ok & (j == i)
+        rows.append(_stats(label, d_max[i], d_min[i], err[sel], z[sel]))
+    overall = _stats("all", d_max[0], d_min[-1], err[ok], z[ok])
+    wsel = ok & (WATER_SHELL.assign(r, lowest_edge_inside=False) == 0)
+    water = _stats(
+        "water", WATER_SHELL.d_max[0].item(), WATER_SHELL.d_min[0].item(), err[wsel], z[wsel]
+    )
     return AccuracyTable(rows, overall, water)
 
 
@@ -324,7 +310,7 @@ class TruthComparison:
     T : np.ndarray
         True Bragg signal in each reflection's peak disc (ADU).
     one_over_d : np.ndarray
-        1/d (inverse Angstrom).
+        1/d, nm^-1.
     I, sigma, written : dict of str to np.ndarray
         Per method; ``written`` marks rows the method writes.
     frame, h, k, l : np.ndarray
@@ -350,7 +336,7 @@ class TruthComparison:
         return out
 
     def tables(
-        self, methods: Sequence[str] | None = None, shells: Sequence[float] = DEFAULT_SHELLS_A
+        self, methods: Sequence[str] | None = None, shells: Shells = DEFAULT_SHELLS
     ) -> dict[str, AccuracyTable]:
         """:func:`accuracy_table` of each method over the rows all of them write."""
         methods = list(self.I) if methods is None else list(methods)
@@ -554,7 +540,7 @@ def _collect_frame(
                 perfect[sel] = gross - bg
                 perfect_sigma[sel] = np.sqrt(g * np.maximum(gross, g))  # Poisson, gross counts
         add("T", T)
-        add("q", resolution_invA(b.h, b.k, b.l, xtal.astar, xtal.bstar, xtal.cstar))
+        add("q", one_over_d(b.h, b.k, b.l, xtal.astar, xtal.bstar, xtal.cstar))
         add("h", b.h)
         add("k", b.k)
         add("l", b.l)

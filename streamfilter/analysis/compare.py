@@ -66,7 +66,7 @@ from streamfilter.analysis.statistics import (
     pair_statistics,
 )
 from streamfilter.analysis.symmetry import PointGroup, point_group
-from streamfilter.crystal import Cell, median_cell, parse_cell, read_cell
+from streamfilter.crystal import Cell, d_A, median_cell, parse_cell, read_cell
 from streamfilter.errors import StreamfilterError
 
 
@@ -220,8 +220,8 @@ def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> d
 
 def _shell_range(opts: CompareOptions, r: np.ndarray) -> Shells:
     """Equal-volume shells between --lowres/--highres (Angstrom), default r's range (nm^-1)."""
-    lo = 10.0 / opts.lowres if opts.lowres else float(r.min())
-    hi = 10.0 / opts.highres if opts.highres else float(r.max())
+    lo = d_A(opts.lowres) if opts.lowres else float(r.min())
+    hi = d_A(opts.highres) if opts.highres else float(r.max())
     return Shells.equal_volume(lo, hi, opts.nshells)
 
 

@@ -2,7 +2,8 @@
 
 A :class:`Shells` is a list of edges in 1/d (nm^-1), low to high resolution.  A value r
 belongs to shell j when ``edges[j] < r <= edges[j+1]``; r equal to the lowest edge belongs to
-shell 0 (CrystFEL's rule in ``check_hkl``/``compare_hkl``).  Shells come either as equal
+shell 0 (CrystFEL's rule in ``check_hkl``/``compare_hkl``) unless the caller says otherwise
+(:meth:`Shells.assign`).  Shells come either as equal
 reciprocal-space volumes between two limits (:meth:`Shells.equal_volume`, as check_hkl and
 compare_hkl make them) or from fixed edges in d (:meth:`Shells.from_d`, Angstrom, e.g. the
 accuracy tables' 6.0, 4.5, 3.5 ... A; infinity and 0 are allowed).
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamfilter.crystal import d_A
 from streamfilter.errors import StreamfilterError
 
 
@@ -52,7 +54,7 @@ class Shells:
         if d.size < 2 or np.any(np.diff(d) >= 0):
             raise StreamfilterError(f"shell edges in d must decrease: {list(d_edges)}")
         with np.errstate(divide="ignore"):
-            return cls(10.0 / d)
+            return cls(d_A(d))
 
     @property
     def n(self) -> int:
@@ -75,12 +77,12 @@ class Shells:
     def d_max(self) -> np.ndarray:
         """Low-resolution limit of each shell, d in Angstrom (inf for 1/d = 0)."""
         with np.errstate(divide="ignore"):
-            return 10.0 / self.rmin
+            return d_A(self.rmin)
 
     @property
     def d_min(self) -> np.ndarray:
         """High-resolution limit of each shell, d in Angstrom (0 for 1/d = inf)."""
-        return 10.0 / self.rmax
+        return d_A(self.rmax)
 
     def labels(self) -> list[str]:
         """``"inf-6.00"``-style d ranges (Angstrom, two decimals) of the shells."""
@@ -89,11 +91,17 @@ class Shells:
             for hi, lo in zip(self.d_max.tolist(), self.d_min.tolist(), strict=True)
         ]
 
-    def assign(self, one_over_d: np.ndarray) -> np.ndarray:
-        """Shell index of each value; -1 outside [edges[0], edges[-1]] (or NaN)."""
+    def assign(self, one_over_d: np.ndarray, *, lowest_edge_inside: bool = True) -> np.ndarray:
+        """Shell index of each value (1/d, nm^-1); -1 outside the shells (or NaN).
+
+        A value equal to the lowest edge is in shell 0 (CrystFEL's rule, whose lowest edge is
+        the lowest 1/d of the data) unless ``lowest_edge_inside`` is False: then every shell
+        is ``edges[j] < r <= edges[j+1]`` (d_min <= d < d_max), as the accuracy tables count.
+        """
         r = np.asarray(one_over_d, np.float64)
         j = np.searchsorted(self.edges, r, side="left") - 1
-        j[r == self.edges[0]] = 0
+        if lowest_edge_inside:
+            j[r == self.edges[0]] = 0
         j[(j < 0) | (j >= self.n) | ~np.isfinite(r)] = -1
         return j
 
@@ -103,9 +111,9 @@ class Shells:
                 "shell": i,
                 "one_over_d_min_nm": float(a),
                 "one_over_d_max_nm": float(b),
-                "d_max_A": 10.0 / a if a > 0 else None,
-                "d_min_A": 10.0 / b,
-                "d_centre_A": 10.0 / c,
+                "d_max_A": d_A(a) if a > 0 else None,
+                "d_min_A": d_A(b),
+                "d_centre_A": d_A(c),
             }
             for i, (a, b, c) in enumerate(zip(self.rmin, self.rmax, self.centres, strict=True))
         ]
