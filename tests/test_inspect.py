@@ -7,14 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from streamfilter.analysis.inspect import (
-    PixelClass,
-    format_inspect,
-    inspect_maxima,
-    inspect_reflection,
-    local_maxima,
-    plot_inspect,
-)
+from streamfilter.analysis.inspect import PixelClass, format_inspect, inspect_reflection
+from streamfilter.analysis.maxima import inspect_maxima, local_maxima
+from streamfilter.analysis.plots import plot_inspect
 from streamfilter.cli import main as cli_main
 from streamfilter.frames import FrameSource
 from streamfilter.geometry import parse_geometry

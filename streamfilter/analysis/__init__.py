@@ -5,6 +5,7 @@ comparison, accuracy against a known truth, plots and the look at one reflection
 groups), ``shells`` (resolution shells), ``statistics`` (check_hkl/compare_hkl figures),
 ``matching`` (crystals and observations of two streams), ``compare`` (compare_streams),
 ``report`` (text and JSON of a comparison), ``accuracy`` (against noise-free truth),
-``plots`` (PNG figures of a comparison), ``inspect`` (pixels behind one reflection).
+``plots`` (PNG figures), ``inspect`` (pixels behind one reflection), ``maxima`` (a frame's
+local maxima).
 Nothing is imported here, so importing one module does not load the others.
 """

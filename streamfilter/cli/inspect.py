@@ -82,14 +82,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter inspect`` from parsed arguments; returns the exit status."""
-    from ..analysis.inspect import (
-        format_inspect,
-        format_maxima,
-        inspect_maxima,
-        inspect_reflection,
-        plot_inspect,
-        plot_maxima,
-    )
+    from ..analysis.inspect import format_inspect, inspect_reflection
+    from ..analysis.maxima import format_maxima, inspect_maxima
+    from ..analysis.plots import plot_inspect, plot_maxima
 
     common = {"int_radius": args.int_radius, "geometry": args.geometry, "data_root": args.data_root}
     if args.threshold is not None:
