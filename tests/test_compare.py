@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from streamfilter.analysis.compare import CompareOptions, compare_streams
+from streamfilter.analysis.hkl import ReflectionList, read_hkl
 from streamfilter.analysis.matching import reindex_matrix
-from streamfilter.analysis.merge import ReflectionList, read_hkl
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import compare_lists, list_statistics
 from streamfilter.analysis.symmetry import point_group

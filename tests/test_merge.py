@@ -8,16 +8,14 @@ import gemmi
 import numpy as np
 import pytest
 
-from streamfilter.analysis.merge import (
-    CrystalObservations,
+from streamfilter.analysis.hkl import (
     HklFormatError,
-    Merger,
     ReflectionList,
     format_hkl,
-    merge_streams,
     read_hkl,
     write_hkl,
 )
+from streamfilter.analysis.merge import CrystalObservations, Merger, merge_streams
 from streamfilter.analysis.symmetry import (
     CRYSTFEL_POINT_GROUPS,
     PointGroupError,

@@ -54,8 +54,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamfilter.analysis.hkl import HKL_MAGIC, ReflectionList, read_hkl
 from streamfilter.analysis.matching import ObservationPairs, match_frames
-from streamfilter.analysis.merge import HKL_MAGIC, Merger, ReflectionList, iter_crystals, read_hkl
+from streamfilter.analysis.merge import Merger, iter_crystals
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import (
     ListComparison,

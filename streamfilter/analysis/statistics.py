@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamfilter.analysis.merge import ReflectionList
+from streamfilter.analysis.hkl import ReflectionList
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.symmetry import PointGroup, unpack_hkl
 from streamfilter.crystal import Cell, centring_absent

@@ -82,7 +82,8 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter merge``; returns the exit status."""
-    from ..analysis.merge import Merger, audit_notes, write_hkl
+    from ..analysis.hkl import write_hkl
+    from ..analysis.merge import Merger, audit_notes
     from ..analysis.symmetry import point_group
     from ..errors import StreamfilterError
 
