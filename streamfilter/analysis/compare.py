@@ -17,15 +17,15 @@ and ``Event``):
   are > 0), overall and per shell of 1/d (from crystal A's reciprocal vectors).
 
 Merged level (always): both streams are merged like ``streamfilter merge`` (process_hkl's
-plain mean, see :mod:`streamfilter.analysis.merge`) in the point group ``-y`` (default ``-1``), with
-random half-sets of crystals (fixed seed), I and sigma rounded to the 0.01 a ``.hkl`` file
-keeps (so the figures equal check_hkl/compare_hkl run on ``streamfilter merge`` output), and
-per shell of equal reciprocal volume (as
-check_hkl/compare_hkl make them) the report gives, for each stream, completeness,
-multiplicity, <I/sigma(I)>, CC1/2 and CC*; between A and B, CC and R1(I); and with
-``--reference FILE.hkl`` the CC and R1(I) of each against the reference.  CC and R1(I)
-between two lists follow compare_hkl exactly (:func:`compare_lists`), including its Wilson
-scaling of the second list to the first, so ``compare_lists(x, truth)`` reproduces
+plain mean, see :mod:`streamfilter.analysis.merge`) in the point group ``-y`` (default
+``-1``), with random half-sets of crystals (fixed seed), I and sigma rounded to the 0.01 a
+``.hkl`` file keeps (so the figures equal check_hkl/compare_hkl run on ``streamfilter merge``
+output), and per shell of equal reciprocal volume (as check_hkl/compare_hkl make them) the
+report gives, for each stream, completeness, multiplicity, <I/sigma(I)>, CC1/2 and CC*;
+between A and B, CC and R1(I); and with ``--reference FILE.hkl`` the CC and R1(I) of each
+against the reference.  CC and R1(I) between two lists follow compare_hkl exactly
+(:func:`~streamfilter.analysis.statistics.compare_lists`), including its Wilson scaling of the
+second list to the first, so ``compare_lists(x, truth)`` reproduces
 ``compare_hkl --fom=CC x truth.hkl``.
 
 Completeness needs a cell: ``--cell FILE`` if given, else the unit-cell block of stream A's (or
@@ -50,17 +50,17 @@ The keys of the JSON report (``--json``) are listed in
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from streamfilter.analysis.hkl import HKL_MAGIC, ReflectionList, read_hkl
+from streamfilter.analysis.hkl import ReflectionList, as_written, is_hkl_file, read_hkl
 from streamfilter.analysis.matching import ObservationPairs, match_frames
 from streamfilter.analysis.merge import Merger, iter_crystals
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import (
     ListComparison,
-    as_written,
     compare_lists,
     count_possible,
     list_statistics,
@@ -119,17 +119,6 @@ class CompareResult:
     merged_b: ReflectionList | None = None
 
 
-def is_hkl_file(path: str) -> bool:
-    """Whether ``path`` starts like a CrystFEL reflection list (``"-"`` never does)."""
-    if path == "-":
-        return False
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().strip() == HKL_MAGIC
-    except OSError:
-        return False
-
-
 def compare_streams(
     path_a: str, path_b: str, opts: CompareOptions | None = None
 ) -> CompareResult:
@@ -176,30 +165,42 @@ def compare_streams(
     pairs = None
     obs_shells = None
     if hkl_mode:
-        side = {name: _list_side(path) for name, path in (("a", path_a), ("b", path_b))}
+        side = {"a": _Side(read_hkl(path_a)), "b": _Side(read_hkl(path_b))}
         report["observations"] = None
     else:
         side = {"a": _read_side(path_a, pg, opts, "A"), "b": _read_side(path_b, pg, opts, "B")}
-        for s in side.values():
-            s["merged"] = as_written(s["merger"].result(opts.min_measurements))
-            s["halves"] = tuple(
-                as_written(x) for x in s["merger"].half_results(opts.min_measurements)
-            )
         report["observations"], pairs, obs_shells = _observation_report(side, opts)
     cell, cell_source = _choose_cell(opts, side, path_a, path_b)
     reference = read_hkl(opts.reference).to_asymmetric_unit(pg) if opts.reference else None
     report["merged"], shells, a_vs_b = _merged_report(side, cell, cell_source, pg, reference, opts)
     return CompareResult(
-        report, pairs, a_vs_b, obs_shells, shells, side["a"]["merged"], side["b"]["merged"]
+        report, pairs, a_vs_b, obs_shells, shells, side["a"].merged, side["b"].merged
     )
 
 
-def _list_side(path: str) -> dict:
-    """One side of a comparison of reflection lists: the list, no crystals."""
-    return {"merged": read_hkl(path), "halves": None, "header": None, "crystals": []}
+@dataclass
+class _Side:
+    """One input of a comparison: its merged list and, for a stream, its crystals.
+
+    ``merged`` and ``halves`` have I and sigma rounded as a ``.hkl`` file stores them;
+    ``frames`` maps (Image filename, Event) to the frame's crystals; ``isig`` is I/sigma of
+    every observation (for the histogram).
+    """
+
+    merged: ReflectionList
+    halves: tuple[ReflectionList, ReflectionList] | None = None
+    merger: Merger | None = None
+    header: Any = None
+    frames: dict = field(default_factory=dict)
+    isig: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    @property
+    def crystals(self) -> list:
+        """Every crystal, frame by frame."""
+        return [x for v in self.frames.values() for x in v]
 
 
-def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> dict:
+def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> _Side:
     """Merge one stream (with half-sets) and keep its crystals grouped by frame."""
     merger = Merger(pg, halves=True, seed=opts.seed)
     headers: list = []
@@ -210,13 +211,14 @@ def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> d
         with np.errstate(invalid="ignore", divide="ignore"):
             isig.append((xtal.I / xtal.sigma).astype(np.float32))
         frames[xtal.frame].append(xtal)
-    return {
-        "merger": merger,
-        "header": headers[0] if headers else None,
-        "frames": frames,
-        "crystals": [x for v in frames.values() for x in v],
-        "isig": np.concatenate(isig) if isig else np.zeros(0, np.float32),
-    }
+    return _Side(
+        merged=as_written(merger.result(opts.min_measurements)),
+        halves=tuple(as_written(x) for x in merger.half_results(opts.min_measurements)),
+        merger=merger,
+        header=headers[0] if headers else None,
+        frames=frames,
+        isig=np.concatenate(isig) if isig else np.zeros(0, np.float32),
+    )
 
 
 def _shell_range(opts: CompareOptions, r: np.ndarray) -> Shells:
@@ -227,13 +229,13 @@ def _shell_range(opts: CompareOptions, r: np.ndarray) -> Shells:
 
 
 def _observation_report(
-    side: dict, opts: CompareOptions
+    side: dict[str, _Side], opts: CompareOptions
 ) -> tuple[dict | None, ObservationPairs | None, Shells | None]:
     """The observation level: summary (None without shared frames), pairs and shells."""
-    obs = match_frames(side["a"]["frames"], side["b"]["frames"])
+    obs = match_frames(side["a"].frames, side["b"].frames)
     pairs = obs["pairs"]
-    pairs.I_over_sigma_a = side["a"]["isig"]
-    pairs.I_over_sigma_b = side["b"]["isig"]
+    pairs.I_over_sigma_a = side["a"].isig
+    pairs.I_over_sigma_b = side["b"].isig
     summary = obs["summary"]
     if summary["frames_common"] == 0:
         return None, None, None
@@ -265,7 +267,7 @@ def _observation_report(
 
 
 def _merged_report(
-    side: dict,
+    side: dict[str, _Side],
     cell: Cell,
     cell_source: str,
     pg: PointGroup,
@@ -273,7 +275,7 @@ def _merged_report(
     opts: CompareOptions,
 ) -> tuple[dict, Shells, ListComparison | None]:
     """The merged level: check_hkl figures of each side, compare_hkl figures between them."""
-    merged = {name: s["merged"] for name, s in side.items()}
+    merged = {name: s.merged for name, s in side.items()}
     r_all = np.concatenate([cell.one_over_d(m.h, m.k, m.l) for m in merged.values()])
     if r_all.size == 0:
         raise StreamfilterError("no merged reflections (too few measurements?)")
@@ -281,9 +283,9 @@ def _merged_report(
     possible = count_possible(cell, pg, shells)
     mrep: dict = {"cell": _cell_dict(cell, cell_source), "shells": shells.describe()}
     for name, s in side.items():
-        st = list_statistics(merged[name], cell, pg, shells, s["halves"], possible)
+        st = list_statistics(merged[name], cell, pg, shells, s.halves, possible)
         mrep[name] = {"overall": st.overall, "shells": st.shell_rows()}
-        merger = s.get("merger")
+        merger = s.merger
         if merger is not None:
             mrep[name]["overall"].update(
                 n_crystals=merger.stats.n_crystals, n_observations=merger.stats.n_observations
@@ -321,18 +323,20 @@ def _cell_dict(cell: Cell, source: str) -> dict:
     }
 
 
-def _choose_cell(opts: CompareOptions, side: dict, path_a: str, path_b: str) -> tuple[Cell, str]:
+def _choose_cell(
+    opts: CompareOptions, side: dict[str, _Side], path_a: str, path_b: str
+) -> tuple[Cell, str]:
     """--cell, else the unit-cell block of A's (B's) header, else the median crystal cell."""
     if opts.cell:
         return read_cell(opts.cell), f"file {opts.cell}"
     for name, path in (("a", path_a), ("b", path_b)):
-        header = side[name].get("header")
+        header = side[name].header
         text = header.cell_text if header is not None else None
         if text:
             src = f"unit-cell block of {path}"
             return parse_cell(text, src), src
     for name, path in (("a", path_a), ("b", path_b)):
-        cell = median_cell(side[name].get("crystals", []))
+        cell = median_cell(side[name].crystals)
         if cell is not None:
             return cell, f"{cell.source} of {path}"
     raise StreamfilterError("no unit cell: give --cell FILE (CrystFEL .cell or PDB)")

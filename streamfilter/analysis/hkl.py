@@ -1,5 +1,5 @@
 """CrystFEL reflection lists (``.hkl``): :class:`ReflectionList`, :func:`read_hkl`,
-:func:`write_hkl`, :func:`format_hkl`.
+:func:`write_hkl`, :func:`format_hkl`, :func:`is_hkl_file` and :func:`as_written`.
 
 CrystFEL's format 2.0, read by check_hkl, compare_hkl, partialator and get_hkl::
 
@@ -274,3 +274,32 @@ def write_hkl(
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StreamfilterError(f"{path}: cannot write reflection list ({e.strerror})") from None
+
+
+def is_hkl_file(path: str) -> bool:
+    """Whether ``path`` starts like a CrystFEL reflection list (``"-"`` never does)."""
+    if path == "-":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().strip() == HKL_MAGIC
+    except OSError:
+        return False
+
+
+def as_written(refl: ReflectionList) -> ReflectionList:
+    """``refl`` with I and sigma rounded as a ``.hkl`` file stores them (``%10.2f``).
+
+    The merged-level figures of :func:`~streamfilter.analysis.compare.compare_streams` use
+    these values, so they equal check_hkl's and compare_hkl's figures for the lists
+    ``streamfilter merge`` writes (mean I/sigma in particular is sensitive to sigmas that
+    round to 0.00 or 0.01).
+    """
+
+    def rounded(x: np.ndarray) -> np.ndarray:
+        return np.array([float(v) for v in np.char.mod("%.2f", x)]) if x.size else x
+
+    out = refl.take(np.arange(len(refl)))
+    out.I = rounded(refl.I)
+    out.sigma = rounded(refl.sigma)
+    return out

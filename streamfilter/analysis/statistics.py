@@ -340,20 +340,3 @@ def pair_statistics(ia: np.ndarray, ib: np.ndarray, sa: np.ndarray, sb: np.ndarr
         "cc_I_over_sigma": pearson(ra[fin], rb[fin]),
         "median_ratio_I_over_sigma": _ratio_median(ra[fin], rb[fin]),
     }
-
-
-def as_written(refl: ReflectionList) -> ReflectionList:
-    """``refl`` with I and sigma rounded as a ``.hkl`` file stores them (``%10.2f``).
-
-    The merged-level figures of :func:`compare_streams` use these values, so they equal
-    check_hkl's and compare_hkl's figures for the lists ``streamfilter merge`` writes (mean
-    I/sigma in particular is sensitive to sigmas that round to 0.00 or 0.01).
-    """
-
-    def rounded(x: np.ndarray) -> np.ndarray:
-        return np.array([float(v) for v in np.char.mod("%.2f", x)]) if x.size else x
-
-    out = refl.take(np.arange(len(refl)))
-    out.I = rounded(refl.I)
-    out.sigma = rounded(refl.sigma)
-    return out

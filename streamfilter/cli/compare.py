@@ -82,8 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter compare``; returns the exit status."""
-    from ..analysis.compare import CompareOptions, compare_streams, is_hkl_file
-    from ..analysis.hkl import read_hkl
+    from ..analysis.compare import CompareOptions, compare_streams
+    from ..analysis.hkl import is_hkl_file, read_hkl
     from ..analysis.report import format_report, write_json
 
     symmetry = args.symmetry
