@@ -217,8 +217,7 @@ def parse_cell(text: str, source: str = "<cell>") -> Cell:
 def _parse_cryst1(line: str, source: str) -> Cell:
     try:
         vals = [
-            float(line[i:j])
-            for i, j in ((6, 15), (15, 24), (24, 33), (33, 40), (40, 47), (47, 54))
+            float(line[i:j]) for i, j in ((6, 15), (15, 24), (24, 33), (33, 40), (40, 47), (47, 54))
         ]
     except ValueError:
         raise CellFormatError(source, None, "unreadable CRYST1 line") from None

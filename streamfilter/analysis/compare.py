@@ -119,9 +119,7 @@ class CompareResult:
     merged_b: ReflectionList | None = None
 
 
-def compare_streams(
-    path_a: str, path_b: str, opts: CompareOptions | None = None
-) -> CompareResult:
+def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None) -> CompareResult:
     """Compare two streams (or two reflection lists: merged level only).
 
     Parameters

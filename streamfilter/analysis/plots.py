@@ -33,8 +33,11 @@ import numpy as np
 from streamfilter.errors import StreamfilterError
 
 
-def _figure(option: str = "--plots", hint: str = "matplotlib (or streamfilter[plot])",
-            size: tuple[float, float] = (6.4, 4.8)):
+def _figure(
+    option: str = "--plots",
+    hint: str = "matplotlib (or streamfilter[plot])",
+    size: tuple[float, float] = (6.4, 4.8),
+):
     """A matplotlib Figure on the Agg canvas; ``option`` names what needs it in the error."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

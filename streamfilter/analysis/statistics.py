@@ -320,7 +320,6 @@ def compare_lists(
     )
 
 
-
 def _ratio_median(a: np.ndarray, b: np.ndarray) -> float:
     ok = (a > 0) & (b > 0)
     return float(np.median(b[ok] / a[ok])) if ok.any() else math.nan
