@@ -11,7 +11,9 @@ photons and only its background and noise differ.
 :func:`compare_on_truth` runs CrystFEL's rings and the robust mode on the same predicted
 reflections of a stream and tabulates, per shell, RMS(I - T), RMS((I - T)/sigma) and
 mean(I - T) over the rows both write; the water-ring shell (3.5-2.95 A) is reported on its
-own.  Intensities are in ADU; T is converted with the panel's ``adu_per_photon``.
+own.  Intensities are in ADU; T is converted with the panel's ``adu_per_photon``.  Shells are
+:class:`~streamfilter.analysis.shells.Shells` (:data:`DEFAULT_SHELLS`, edges in d from inf
+to 0 A); 1/d is in nm^-1 (:func:`streamfilter.crystal.one_over_d`).
 
 Coordinates: data-array (fs, ss) as in streams, pixel i spans [i, i + 1), centre i + 0.5;
 arrays are indexed ``[ss, fs]``.
