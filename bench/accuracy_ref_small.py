@@ -26,7 +26,6 @@ the repository; without it the script says so and exits with status 0.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -75,17 +74,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from streamfilter.accuracy import compare_on_truth, stream_on_truth
+    from streamfilter.analysis.accuracy import compare_on_truth, stream_on_truth
     from streamfilter.integrate.profile import ProfileOptions
     from streamfilter.integrate.robust import RobustOptions
-    from streamfilter.pipeline import integrate_frame
 
     options = (
         RobustOptions() if args.background is None else RobustOptions(background=args.background)
     )
     extra = {}
     if options.background == "radial":
-        profile = functools.partial(integrate_frame, "profile", options=ProfileOptions(options))
+        profile = ("profile", ProfileOptions(options))
         extra["profile"] = profile
     truth = root / "lyso_dev_truth.h5"
     report: dict[str, object] = {"robust_options": options.__dict__.copy()}
@@ -145,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(cmp, title: str, secs: float) -> dict[str, object]:
     """Print the side-by-side table and the ratio lines of one comparison."""
-    from streamfilter.accuracy import format_side_by_side
+    from streamfilter.analysis.accuracy import format_side_by_side
 
     tables = cmp.tables()
     both = cmp.common()

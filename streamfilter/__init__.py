@@ -21,8 +21,8 @@ from .stream import StreamWriter, read_stream  # noqa: E402
 # name -> module that defines it (imported when the name is first used)
 _LAZY = {
     "reintegrate": "streamfilter.pipeline.run",
-    "merge_streams": "streamfilter.merge",
-    "compare_streams": "streamfilter.compare",
+    "merge_streams": "streamfilter.analysis.merge",
+    "compare_streams": "streamfilter.analysis.compare",
     "stream_info": "streamfilter.info",
     "cat_streams": "streamfilter.catenate",
 }

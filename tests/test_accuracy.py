@@ -9,16 +9,16 @@ import h5py
 import numpy as np
 import pytest
 
-from streamfilter.accuracy import (
+from streamfilter.analysis.accuracy import (
     accuracy_table,
     compare_on_truth,
     format_side_by_side,
-    resolution_invA,
     stream_on_truth,
     true_counts_near,
     true_disc_counts,
     truth_background,
 )
+from streamfilter.crystal import invA, one_over_d
 
 
 def test_true_disc_counts_sums_the_integration_disc():
@@ -59,9 +59,9 @@ def test_resolution_from_reciprocal_vectors():
     astar = np.array([0.1, 0.0, 0.0])  # nm^-1: a = 10 nm = 100 A
     bstar = np.array([0.0, 0.2, 0.0])
     cstar = np.array([0.0, 0.0, 0.5])
-    q = resolution_invA(
+    q = invA(one_over_d(
         np.array([1, 0, 3]), np.array([0, 1, 4]), np.array([0, 0, 0]), astar, bstar, cstar
-    )
+    ))
     np.testing.assert_allclose(q, [0.01, 0.02, 0.1 * math.hypot(0.3, 0.8)])
 
 
@@ -70,7 +70,7 @@ def test_accuracy_table_shells_and_statistics():
     T = np.array([100.0, 50, 40, 30, 20, 10, 5, 1, 7])  # noqa: N806
     I = T + np.array([3.0, -4, 0, 2, 2, -2, 1, 1, 0])  # noqa: N806
     sigma = np.array([3.0, 2, 1, 1, 2, 2, 1, 1, np.nan])
-    tab = accuracy_table(I, sigma, T, 1.0 / d)
+    tab = accuracy_table(I, sigma, T, 10.0 / d)  # 1/d in nm^-1
     by = {s.label: s for s in tab.rows()}
     # d_min <= d < d_max: 6.0 is in inf-6.00, 3.5 in 4.50-3.50, 2.95 in the water shell
     assert by["inf-6.00"].n == 2
@@ -97,7 +97,7 @@ def test_accuracy_table_shells_and_statistics():
 def test_side_by_side_ratios():
     rng = np.random.default_rng(2)
     T = rng.uniform(0, 500, 400)  # noqa: N806
-    q = rng.uniform(0.1, 0.5, 400)
+    q = 10.0 * rng.uniform(0.1, 0.5, 400)  # 1/d in nm^-1
     noise = rng.normal(size=400)
     a = accuracy_table(T + 10 * noise, np.full(400, 10.0), T, q)
     b = accuracy_table(T + 5 * noise, np.full(400, 10.0), T, q)

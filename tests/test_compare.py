@@ -10,21 +10,15 @@ import re
 import numpy as np
 import pytest
 
-from streamfilter.compare import (
-    CellFormatError,
-    CompareOptions,
-    Shells,
-    add_compare_parser,
-    compare_lists,
-    compare_streams,
-    list_statistics,
-    parse_cell,
-    read_cell,
-    reindex_matrix,
-)
-from streamfilter.merge import ReflectionList, read_hkl
+from streamfilter.analysis.compare import CompareOptions, compare_streams
+from streamfilter.analysis.hkl import ReflectionList, read_hkl
+from streamfilter.analysis.matching import reindex_matrix
+from streamfilter.analysis.shells import Shells
+from streamfilter.analysis.statistics import compare_lists, list_statistics
+from streamfilter.analysis.symmetry import point_group
+from streamfilter.cli.compare import add_parser as add_compare_parser
+from streamfilter.crystal import CellFormatError, parse_cell, read_cell
 from streamfilter.stream import StreamWriter, TableUpdate, read_stream
-from streamfilter.symmetry import point_group
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # (h, k, l) -> (k, h, -l): swaps a* and b* and inverts c*; a 4/mmm operation, det +1.

@@ -7,17 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from streamfilter.analysis.inspect import PixelClass, format_inspect, inspect_reflection
+from streamfilter.analysis.maxima import inspect_maxima, local_maxima
+from streamfilter.analysis.plots import plot_inspect
 from streamfilter.cli import main as cli_main
 from streamfilter.frames import FrameSource
 from streamfilter.geometry import parse_geometry
-from streamfilter.inspect import (
-    PixelClass,
-    format_inspect,
-    inspect_maxima,
-    inspect_reflection,
-    local_maxima,
-    plot_inspect,
-)
 from streamfilter.integrate import Status
 from streamfilter.integrate.boxes import ring_classes
 from streamfilter.integrate.rings import poisson_variance

@@ -8,24 +8,22 @@ import gemmi
 import numpy as np
 import pytest
 
-from streamfilter.merge import (
-    CrystalObservations,
+from streamfilter.analysis.hkl import (
     HklFormatError,
-    Merger,
     ReflectionList,
-    add_merge_parser,
     format_hkl,
-    merge_streams,
     read_hkl,
     write_hkl,
 )
-from streamfilter.symmetry import (
+from streamfilter.analysis.merge import CrystalObservations, Merger, merge_streams
+from streamfilter.analysis.symmetry import (
     CRYSTFEL_POINT_GROUPS,
     PointGroupError,
     pack_hkl,
     point_group,
     unpack_hkl,
 )
+from streamfilter.cli.merge import add_parser as add_merge_parser
 
 RNG_SEED = 20240611
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pytest
 
-from streamfilter.accuracy import compare_on_truth
+from streamfilter.analysis.accuracy import compare_on_truth
 from streamfilter.errors import StreamfilterError
 from streamfilter.integrate.profile import (
     ProfileOptions,
@@ -18,7 +17,6 @@ from streamfilter.integrate.profile import (
     profile_error_covariance,
 )
 from streamfilter.integrate.robust import RobustOptions, disc_mask
-from streamfilter.pipeline import integrate_frame
 
 W = 5
 
@@ -150,7 +148,7 @@ def test_synth_profile_beats_robust_and_crystfel(synth_set):
     cmp = compare_on_truth(
         synth_set.stream_path,
         synth_set.truth_path,
-        extra={"profile": functools.partial(integrate_frame, "profile")},
+        extra={"profile": ("profile", None)},
     )
     tables = cmp.tables()
     ov = {m: t.overall for m, t in tables.items()}
@@ -165,7 +163,7 @@ def test_synth_profile_beats_robust_and_crystfel(synth_set):
 
 
 def test_frames_without_enough_strong_spots_keep_the_robust_sums(synth_set):
-    never = functools.partial(integrate_frame, "profile", options=ProfileOptions(min_isigma=1e9))
+    never = ("profile", ProfileOptions(min_isigma=1e9))
     cmp = compare_on_truth(synth_set.stream_path, synth_set.truth_path, extra={"none": never})
     np.testing.assert_array_equal(cmp.I["none"], cmp.I["robust"])
     np.testing.assert_array_equal(cmp.sigma["none"], cmp.sigma["robust"])
@@ -230,7 +228,7 @@ def ref_tables(ref_small):
         cmp = compare_on_truth(
             ref_small / f"lyso_dev_{name}.stream",
             ref_small / "lyso_dev_truth.h5",
-            extra={"profile": functools.partial(integrate_frame, "profile", options=None)},
+            extra={"profile": ("profile", None)},
         )
         out[name] = cmp.tables()
     return out

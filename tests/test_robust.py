@@ -259,7 +259,7 @@ def test_options_are_validated():
 
 @pytest.fixture(scope="module")
 def ref_tables(ref_small):
-    from streamfilter.accuracy import compare_on_truth
+    from streamfilter.analysis.accuracy import compare_on_truth
 
     out = {}
     for name in ("r345", "r234"):

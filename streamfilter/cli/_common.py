@@ -28,3 +28,15 @@ def add_frame_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="geometry file (default: the one embedded in the stream)",
     )
+
+
+def int_radius(text: str) -> tuple[float, float, float]:
+    """argparse type of ``--int-radius R1,R2,R3``
+    (:func:`streamfilter.crystal.parse_int_radius`, the one place its rules live)."""
+    from ..crystal import parse_int_radius
+    from ..errors import StreamfilterError
+
+    try:
+        return parse_int_radius(text)
+    except StreamfilterError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -1,17 +1,115 @@
-"""``streamfilter compare``."""
+"""``streamfilter compare``: two streams (or reflection lists), per observation and merged."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..compare import add_compare_parser
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``streamfilter compare`` (call with the object from ``add_subparsers()``)."""
+    from ..analysis.report import JSON_KEYS
 
-    add_compare_parser(sub)
+    p = sub.add_parser(
+        "compare",
+        help="compare two streams per observation and merged, per resolution shell",
+        description=(
+            "Compare two streams: matched observations (frames in both, crystals matched by "
+            "orientation with reindexing) and merged data (completeness, multiplicity, "
+            "<I/sigma>, CC1/2, CC*, CC and R1(I) between A and B and against a reference).  "
+            "Two CrystFEL reflection lists may be given instead of streams (merged level only)."
+        ),
+        epilog=JSON_KEYS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a", metavar="A", help="first stream (or .hkl)")
+    p.add_argument("b", metavar="B", help="second stream (or .hkl)")
+    p.add_argument(
+        "-y",
+        "--symmetry",
+        default=None,
+        metavar="POINTGROUP",
+        help="merging point group (CrystFEL symbol; default -1, or the lists' own)",
+    )
+    p.add_argument(
+        "--shells",
+        type=int,
+        default=10,
+        metavar="N",
+        help="number of resolution shells (default 10)",
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="write all numbers as JSON")
+    p.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR")
+    p.add_argument(
+        "--reference",
+        default=None,
+        metavar="FILE.hkl",
+        help="reference reflection list (e.g. the truth) for CC and R1(I)",
+    )
+    p.add_argument(
+        "-p",
+        "--cell",
+        default=None,
+        metavar="FILE",
+        help="unit cell (CrystFEL .cell or PDB); default: stream header or median",
+    )
+    p.add_argument(
+        "--highres",
+        type=float,
+        default=None,
+        metavar="D",
+        help="high-resolution limit of the shells, Angstrom",
+    )
+    p.add_argument(
+        "--lowres",
+        type=float,
+        default=None,
+        metavar="D",
+        help="low-resolution limit of the shells, Angstrom",
+    )
+    p.add_argument(
+        "--min-measurements",
+        type=int,
+        default=2,
+        metavar="N",
+        help="merged reflections need N observations (default 2, as process_hkl)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import run_compare as _run
+    """Run ``streamfilter compare``; returns the exit status."""
+    from ..analysis.compare import CompareOptions, compare_streams
+    from ..analysis.hkl import is_hkl_file, read_hkl
+    from ..analysis.report import format_report, write_json
 
-    return _run(args)
+    symmetry = args.symmetry
+    if symmetry is None:
+        symmetry = "-1"
+        if is_hkl_file(args.a):
+            symmetry = read_hkl(args.a).symmetry or "-1"
+    opts = CompareOptions(
+        symmetry=symmetry,
+        nshells=args.shells,
+        reference=args.reference,
+        cell=args.cell,
+        highres=args.highres,
+        lowres=args.lowres,
+        min_measurements=args.min_measurements,
+        seed=args.seed,
+        quiet=bool(getattr(args, "quiet", False)),
+    )
+    result = compare_streams(args.a, args.b, opts)
+    sys.stdout.write(format_report(result.report))
+    if args.json:
+        write_json(result.report, args.json)
+    if args.plots:
+        from ..analysis.plots import write_compare_plots
+
+        files = write_compare_plots(result, args.plots)
+        if not opts.quiet:
+            print("wrote " + ", ".join(str(f) for f in files), file=sys.stderr)
+    return 0

@@ -1,17 +1,92 @@
-"""``streamfilter inspect``."""
+"""``streamfilter inspect``: the pixels and numbers behind one reflection, or a frame's maxima."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+
+def _hkl(text: str) -> tuple[int, int, int]:
+    from ..crystal import parse_hkl
+    from ..errors import StreamfilterError
+
+    try:
+        return parse_hkl(text)
+    except StreamfilterError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..inspect import add_parser
+    """Register ``streamfilter inspect``."""
+    from ._common import add_frame_arguments, int_radius
 
-    add_parser(sub)
+    p = sub.add_parser(
+        "inspect",
+        help="show the pixels and numbers behind one reflection",
+        description="Print the integration box around one reflection: each pixel's class "
+        "(peak disc, ignored, background annulus, masked, a neighbour's peak, off panel), its "
+        "value, and the numbers that give I and sigma(I), re-computed exactly as the "
+        "CrystFEL-identical rings integration does. With --threshold, list the local maxima "
+        "of the frame instead, each with its nearest predicted reflection.",
+        epilog="Negative indices need '=': --hkl=-3,2,1.",
+    )
+    p.add_argument("stream", metavar="STREAM", help="stream file")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        required=True,
+        metavar="N",
+        help="chunk number, counted from 0 in file order",
+    )
+    p.add_argument(
+        "--crystal",
+        type=int,
+        metavar="I",
+        help="crystal number in the chunk, from 0 (needed only if ambiguous)",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--hkl", type=_hkl, metavar="H,K,L", help="the reflection")
+    what.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="list local maxima above T ADU with their nearest prediction",
+    )
+    p.add_argument(
+        "--int-radius",
+        type=int_radius,
+        metavar="R1,R2,R3",
+        help="ring radii in pixels (default: the stream's own, else 4,5,7)",
+    )
+    p.add_argument("--png", metavar="FILE", help="also draw the box (or the maxima) to a PNG")
+    add_frame_arguments(p)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        metavar="N",
+        help="with --threshold, print at most N maxima (default 50; 0 = all)",
+    )
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inspect import run_inspect as _run
+    """Run ``streamfilter inspect`` from parsed arguments; returns the exit status."""
+    from ..analysis.inspect import format_inspect, inspect_reflection
+    from ..analysis.maxima import format_maxima, inspect_maxima
+    from ..analysis.plots import plot_inspect, plot_maxima
 
-    return _run(args)
+    common = {"int_radius": args.int_radius, "geometry": args.geometry, "data_root": args.data_root}
+    if args.threshold is not None:
+        m = inspect_maxima(args.stream, args.chunk, args.threshold, **common)
+        print(format_maxima(m, None if args.limit == 0 else args.limit))
+        if args.png:
+            plot_maxima(m, args.png)
+            print(f"wrote {args.png}", file=sys.stderr)
+        return 0
+    r = inspect_reflection(args.stream, args.chunk, args.hkl, crystal=args.crystal, **common)
+    print(format_inspect(r))
+    if args.png:
+        plot_inspect(r, args.png)
+        print(f"wrote {args.png}", file=sys.stderr)
+    return 0

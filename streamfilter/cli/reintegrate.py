@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streamfilter.errors import StreamfilterError
 from streamfilter.integrate import DEFAULT_METHOD, METHODS
 from streamfilter.pipeline.config import DEFAULT_RADII
 from streamfilter.pipeline.journal import DEFAULT_INTERVAL
 
-from ._common import add_frame_arguments
+from ._common import add_frame_arguments, int_radius
 
 #: ``--background`` choices: :data:`streamfilter.integrate.robust.BACKGROUNDS` (a test checks
 #: that they are the same), written out so that parsing options does not import that module.
@@ -89,6 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output, - for stdout")
     p.add_argument(
         "--int-radius",
+        type=int_radius,
         metavar="R1,R2,R3",
         help="ring radii in pixels (default: the stream's own, else "
         + ",".join(f"{r:g}" for r in DEFAULT_RADII)
@@ -152,18 +152,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _radii(text: str | None) -> tuple[float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        r = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        r = ()
-    if len(r) != 3 or not (0 < r[0] < r[1] <= r[2]):
-        raise StreamfilterError(f"--int-radius {text!r}: expected three radii r1 < r2 <= r3")
-    return r  # type: ignore[return-value]
-
-
 def run(args: argparse.Namespace) -> int:
     from streamfilter.pipeline.journal import is_resumable, journal_path, partial_path
     from streamfilter.pipeline.run import reintegrate
@@ -173,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             args.input,
             args.output,
             method=args.method,
-            int_radius=_radii(args.int_radius),
+            int_radius=args.int_radius,
             background=args.background,
             geometry=args.geometry,
             data_roots=args.data_root,

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from streamfilter.crystal import centring_absent
+
 __all__ = [
     "Predictions",
     "PredictionGeometry",
@@ -549,24 +551,6 @@ def _dot(a: Any, b: Any) -> float:
     return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
-def _forbidden(h: np.ndarray, k: np.ndarray, l: np.ndarray, centering: str) -> np.ndarray:  # noqa: E741
-    """``forbidden_reflection``: systematic absences of the lattice centring."""
-    c = (centering or "P").upper()
-    if c == "A":
-        return (k + l) % 2 != 0
-    if c == "B":
-        return (h + l) % 2 != 0
-    if c == "C":
-        return (h + k) % 2 != 0
-    if c == "I":
-        return (h + k + l) % 2 != 0
-    if c == "F":
-        return ((h + k) % 2 != 0) | ((h + l) % 2 != 0) | ((k + l) % 2 != 0)
-    if c == "H":
-        return (-h + k + l) % 3 != 0
-    return np.zeros(h.shape, dtype=bool)
-
-
 def predict_reflections(
     astar: Any,
     bstar: Any,
@@ -654,7 +638,7 @@ def _predict(
         h, k, l = _candidate_indices(recip, (hmax, kmax, lmax), 1.0 / wavelength, bound)  # noqa: E741
         keep = (h != 0) | (k != 0) | (l != 0)
         if (centering or "P").upper() != "P":
-            keep &= ~_forbidden(h, k, l, centering)
+            keep &= ~centring_absent(h, k, l, centering)
         h, k, l = h[keep], k[keep], l[keep]  # noqa: E741
 
         # h * recip[0, 0] converts h to float64 first: done once here, the same numbers

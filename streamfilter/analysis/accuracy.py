@@ -11,7 +11,9 @@ photons and only its background and noise differ.
 :func:`compare_on_truth` runs CrystFEL's rings and the robust mode on the same predicted
 reflections of a stream and tabulates, per shell, RMS(I - T), RMS((I - T)/sigma) and
 mean(I - T) over the rows both write; the water-ring shell (3.5-2.95 A) is reported on its
-own.  Intensities are in ADU; T is converted with the panel's ``adu_per_photon``.
+own.  Intensities are in ADU; T is converted with the panel's ``adu_per_photon``.  Shells are
+:class:`~streamfilter.analysis.shells.Shells` (:data:`DEFAULT_SHELLS`, edges in d from inf
+to 0 A); 1/d is in nm^-1 (:func:`streamfilter.crystal.one_over_d`).
 
 Coordinates: data-array (fs, ss) as in streams, pixel i spans [i, i + 1), centre i + 0.5;
 arrays are indexed ``[ss, fs]``.
@@ -27,16 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from .integrate.boxes import central_pixels, gather_window, overlap_map
+from ..crystal import one_over_d
+from ..integrate.boxes import central_pixels, gather_window, overlap_map
+from .shells import Shells
 
 __all__ = [
-    "DEFAULT_SHELLS_A",
-    "WATER_SHELL_A",
+    "DEFAULT_SHELLS",
+    "WATER_SHELL",
     "ShellStats",
     "AccuracyTable",
     "true_disc_counts",
     "true_counts_near",
-    "resolution_invA",
     "accuracy_table",
     "summary_stats",
     "format_side_by_side",
@@ -44,10 +47,11 @@ __all__ = [
     "compare_on_truth",
 ]
 
-#: Shell edges in d (Angstrom), low to high resolution.  2.95-3.5 A is the water-ring shell.
-DEFAULT_SHELLS_A: tuple[float, ...] = (math.inf, 6.0, 4.5, 3.5, 2.95, 2.6, 2.35, 2.15, 2.0, 0.0)
-#: The water-ring shell (d_max, d_min) in Angstrom, reported separately.
-WATER_SHELL_A: tuple[float, float] = (3.5, 2.95)
+#: Shells of the accuracy tables, edges in d (Angstrom) inf, 6.0, 4.5, 3.5, 2.95, 2.6, 2.35,
+#: 2.15, 2.0, 0; 3.5-2.95 A is the water-ring shell.
+DEFAULT_SHELLS = Shells.from_d((math.inf, 6.0, 4.5, 3.5, 2.95, 2.6, 2.35, 2.15, 2.0, 0.0))
+#: The water-ring shell, 3.5-2.95 A, reported separately.
+WATER_SHELL = Shells.from_d((3.5, 2.95))
 
 
 def true_disc_counts(
@@ -117,15 +121,6 @@ def true_counts_near(
     cy = np.floor(ss)[:, None, None] + d[None, :, None] + 0.5
     inside = (cx - fs[:, None, None]) ** 2 + (cy - ss[:, None, None]) ** 2 <= radius * radius
     return np.where(inside & on, win, 0.0).sum(axis=(1, 2))
-
-
-def resolution_invA(
-    h: np.ndarray, k: np.ndarray, l: np.ndarray,  # noqa: E741
-    astar: np.ndarray, bstar: np.ndarray, cstar: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """1/d in inverse Angstrom from Miller indices and reciprocal vectors in nm^-1."""
-    g = np.outer(h, astar) + np.outer(k, bstar) + np.outer(l, cstar)  # (N, 3) nm^-1
-    return np.linalg.norm(g, axis=1) / 10.0
 
 
 @dataclass
@@ -210,16 +205,12 @@ def _stats(label: str, d_max: float, d_min: float, err: np.ndarray, z: np.ndarra
     )
 
 
-def _label(d_max: float, d_min: float) -> str:
-    return f"{'inf' if math.isinf(d_max) else f'{d_max:.2f}'}-{d_min:.2f}"
-
-
 def accuracy_table(
     I: np.ndarray,  # noqa: N803
     sigma: np.ndarray,
     T: np.ndarray,  # noqa: N803
-    one_over_d_invA: np.ndarray,  # noqa: N803
-    shells: Sequence[float] = DEFAULT_SHELLS_A,
+    one_over_d: np.ndarray,
+    shells: Shells = DEFAULT_SHELLS,
 ) -> AccuracyTable:
     """RMS(I - T), RMS((I - T)/sigma) and mean(I - T) per resolution shell.
 
@@ -230,10 +221,10 @@ def accuracy_table(
         sigma or T, or sigma <= 0, are left out.
     T : np.ndarray
         True values (e.g. :func:`true_disc_counts`).
-    one_over_d_invA : np.ndarray
-        1/d of each reflection in inverse Angstrom.
-    shells : sequence of float
-        Shell edges in d (Angstrom), decreasing; shell i is ``edges[i+1] <= d < edges[i]``.
+    one_over_d : np.ndarray
+        1/d of each reflection, nm^-1.
+    shells : Shells
+        Shell i holds ``d_min <= d < d_max`` (a value on the lowest edge is outside).
 
     Returns
     -------
@@ -241,25 +232,22 @@ def accuracy_table(
         One row per shell, ``overall`` and the ``water`` shell (3.5-2.95 A).
     """
     I, sigma, T = (np.asarray(a, dtype=np.float64) for a in (I, sigma, T))  # noqa: N806
-    q = np.asarray(one_over_d_invA, dtype=np.float64)
-    ok = np.isfinite(I) & np.isfinite(sigma) & np.isfinite(T) & (sigma > 0) & (q > 0)
+    r = np.asarray(one_over_d, dtype=np.float64)
+    ok = np.isfinite(I) & np.isfinite(sigma) & np.isfinite(T) & (sigma > 0) & (r > 0)
     err = I - T
     with np.errstate(divide="ignore", invalid="ignore"):
         z = err / sigma
-
-    def in_shell(d_max: float, d_min: float) -> np.ndarray:
-        # d_min <= d < d_max, tested on q = 1/d so that q = 1/edge lands exactly
-        with np.errstate(divide="ignore"):
-            return (q > 1.0 / d_max) & (q <= (1.0 / d_min if d_min > 0 else math.inf))
-
-    edges = list(shells)
+    j = shells.assign(r, lowest_edge_inside=False)
+    d_max, d_min = shells.d_max.tolist(), shells.d_min.tolist()
     rows = []
-    for hi, lo in zip(edges[:-1], edges[1:], strict=True):
-        sel = ok & in_shell(hi, lo)
-        rows.append(_stats(_label(hi, lo), hi, lo, err[sel], z[sel]))
-    overall = _stats("all", edges[0], edges[-1], err[ok], z[ok])
-    wsel = ok & in_shell(*WATER_SHELL_A)
-    water = _stats("water", WATER_SHELL_A[0], WATER_SHELL_A[1], err[wsel], z[wsel])
+    for i, label in enumerate(shells.labels()):
+        sel = ok & (j == i)
+        rows.append(_stats(label, d_max[i], d_min[i], err[sel], z[sel]))
+    overall = _stats("all", d_max[0], d_min[-1], err[ok], z[ok])
+    wsel = ok & (WATER_SHELL.assign(r, lowest_edge_inside=False) == 0)
+    water = _stats(
+        "water", WATER_SHELL.d_max[0].item(), WATER_SHELL.d_min[0].item(), err[wsel], z[wsel]
+    )
     return AccuracyTable(rows, overall, water)
 
 
@@ -324,7 +312,7 @@ class TruthComparison:
     T : np.ndarray
         True Bragg signal in each reflection's peak disc (ADU).
     one_over_d : np.ndarray
-        1/d (inverse Angstrom).
+        1/d, nm^-1.
     I, sigma, written : dict of str to np.ndarray
         Per method; ``written`` marks rows the method writes.
     frame, h, k, l : np.ndarray
@@ -350,7 +338,7 @@ class TruthComparison:
         return out
 
     def tables(
-        self, methods: Sequence[str] | None = None, shells: Sequence[float] = DEFAULT_SHELLS_A
+        self, methods: Sequence[str] | None = None, shells: Shells = DEFAULT_SHELLS
     ) -> dict[str, AccuracyTable]:
         """:func:`accuracy_table` of each method over the rows all of them write."""
         methods = list(self.I) if methods is None else list(methods)
@@ -364,7 +352,7 @@ class TruthComparison:
 
 
 def _frame_index(event: str | None) -> int:
-    from .frames import parse_event
+    from ..frames import parse_event
 
     dims = parse_event(event).dims
     return int(dims[0]) if dims else 0
@@ -403,7 +391,7 @@ def compare_on_truth(
     max_chunks: int | None = None,
     search_dirs: Sequence[str | Path] = (),
     progress: Callable[[int], None] | None = None,
-    extra: Mapping[str, Callable[..., list[Any]]] | None = None,
+    extra: Mapping[str, tuple[str, Any]] | None = None,
 ) -> TruthComparison:
     """Integrate a stream's crystals with CrystFEL's rings and the robust mode and collect,
     for every predicted reflection, both results and the truth.
@@ -423,11 +411,9 @@ def compare_on_truth(
         background layout of ref-small or synth in ``truth``), the floor of any summation.
     max_chunks : int, optional
         Stop after this many chunks with crystals.
-    extra : mapping of str to callable, optional
-        More methods to run on the same reflections, each called like
-        :func:`streamfilter.pipeline.integrate_frame` with the method given
-        (``f(frame, detector, crystals, energy, radii, bandwidth=..., peaks=...)``) and
-        returning one CrystalResult per crystal in the same row order.
+    extra : mapping of str to (method, options), optional
+        More methods (names of :data:`streamfilter.integrate.METHODS` and their options,
+        None for the defaults) to run on the same predicted reflections.
 
     Returns
     -------
@@ -436,11 +422,11 @@ def compare_on_truth(
     """
     import h5py
 
-    from .frames import FrameSource
-    from .geometry import parse_geometry
-    from .integrate.robust import RobustOptions
-    from .pipeline import FrameIntegrator, Integration
-    from .stream import read_stream
+    from ..frames import FrameSource
+    from ..geometry import parse_geometry
+    from ..integrate.robust import RobustOptions
+    from ..pipeline import FrameIntegrator, Integration
+    from ..stream import read_stream
 
     options = options or RobustOptions()
     stream = Path(stream)
@@ -456,8 +442,7 @@ def compare_on_truth(
         radii = tuple(float(r) for r in radii)
         detector = parse_geometry(header.geometry_text or "", str(stream))
         source = FrameSource(detector, [stream.parent, *search_dirs])
-        crystfel = FrameIntegrator(detector, Integration("crystfel", radii))
-        robust = FrameIntegrator(detector, Integration("robust", radii, options))
+        run = FrameIntegrator(detector, Integration("crystfel", radii))
         done = 0
         for chunk in reader:
             if not chunk.crystals:
@@ -466,13 +451,13 @@ def compare_on_truth(
                 break
             frame = source.load(chunk.filename, chunk.event)
             energy = chunk.photon_energy_eV
-            base = crystfel(frame, chunk.crystals, energy, bandwidth=chunk.beam_bandwidth)
-            rob = robust(
-                frame, chunk.crystals, energy, bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks
-            )
-            for name, fn in (extra or {}).items():
-                res = fn(frame, detector, chunk.crystals, energy, radii,
-                         bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks)  # fmt: skip
+            predictions = run.predict(frame, chunk.crystals, energy, chunk.beam_bandwidth)
+            base = run.integrate(frame, predictions, energy)
+            rob = run.integrate(frame, predictions, energy, chunk.peaks, method="robust",
+                                options=options)  # fmt: skip
+            for name, (method, method_options) in (extra or {}).items():
+                res = run.integrate(frame, predictions, energy, chunk.peaks, method=method,
+                                    options=method_options)  # fmt: skip
                 for r in res:
                     add(f"I_{name}", r.I)
                     add(f"sigma_{name}", r.sigma)
@@ -517,7 +502,7 @@ def _collect_frame(
     add: Callable[[str, np.ndarray], None],
 ) -> None:
     """T (and the perfect-background intensity) for every predicted reflection of a frame."""
-    from .integrate import Status
+    from ..integrate import Status
 
     panels = {p.name: p for p in detector.panels}
     r1 = radii[0]
@@ -553,7 +538,7 @@ def _collect_frame(
                 perfect[sel] = gross - bg
                 perfect_sigma[sel] = np.sqrt(g * np.maximum(gross, g))  # Poisson, gross counts
         add("T", T)
-        add("q", resolution_invA(b.h, b.k, b.l, xtal.astar, xtal.bstar, xtal.cstar))
+        add("q", one_over_d(b.h, b.k, b.l, xtal.astar, xtal.bstar, xtal.cstar))
         add("h", b.h)
         add("k", b.k)
         add("l", b.l)
@@ -581,7 +566,7 @@ def stream_on_truth(
     """
     import h5py
 
-    from .stream import read_stream
+    from ..stream import read_stream
 
     I, sigma, T = [], [], []  # noqa: N806
     with read_stream(stream) as reader, h5py.File(truth, "r") as tf:

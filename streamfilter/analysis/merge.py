@@ -4,8 +4,8 @@
 0.12, ``src/process_hkl.c``), and gives the same numbers to print precision:
 
 * every observation of every crystal is mapped to CrystFEL's asymmetric-unit representative
-  under the point group (:mod:`streamfilter.symmetry`); Friedel mates are merged only when the
-  point group is centrosymmetric (``4/mmm``, ``mmm``, ``-1``, ...), as in CrystFEL;
+  under the point group (:mod:`streamfilter.analysis.symmetry`); Friedel mates are merged only
+  when the point group is centrosymmetric (``4/mmm``, ``mmm``, ``-1``, ...), as in CrystFEL;
 * the merged intensity is the plain (unweighted) mean of the observations;
 * sigma(I) is the standard deviation of the observations divided by sqrt(n), with the
   population (1/n) variance: ``sigma = sqrt(sum((I_i - <I>)^2) / n) / sqrt(n)``;
@@ -30,42 +30,22 @@ partialator's ``.hkl1``/``.hkl2``.
 Memory stays bounded by the number of unique reflections: observations are reduced in
 batches and combined with Chan's parallel update of mean and sum of squared deviations.
 
-Reflection lists
-----------------
-CrystFEL's format 2.0, read by check_hkl, compare_hkl, partialator and get_hkl::
-
-    CrystFEL reflection list version 2.0
-    Symmetry: 4/mmm
-       h    k    l          I    phase   sigma(I)   nmeas
-       1    0    2      68.53        -      61.48       2
-    End of reflections
-    <free-form notes (audit trail)>
-
-Rows are written with ``%4i %4i %4i %10.2f %s %10.2f %7i`` (phase ``%8.2f`` degrees or
-``       -``), sorted by h, then k, then l, as CrystFEL's own writer orders them.
+The merged lists are :class:`~streamfilter.analysis.hkl.ReflectionList` objects, written as
+CrystFEL reflection lists by :func:`~streamfilter.analysis.hkl.write_hkl`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import math
 import os
-import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from streamfilter.errors import StreamfilterError
-from streamfilter.symmetry import PointGroup, pack_hkl, point_group, unpack_hkl
-
-HKL_MAGIC = "CrystFEL reflection list version 2.0"
-HKL_COLUMNS = "   h    k    l          I    phase   sigma(I)   nmeas"
-HKL_END = "End of reflections"
-HKL_ROW_FORMAT = "%4i %4i %4i %10.2f %s %10.2f %7i"  # CrystFEL's write_reflections_to_file
-_PHASE_FORMAT = "%8.2f"
+from streamfilter.analysis.hkl import ReflectionList
+from streamfilter.analysis.symmetry import PointGroup, pack_hkl, point_group, unpack_hkl
+from streamfilter.crystal import one_over_d
 
 try:  # the package version, for the audit trail
     from importlib.metadata import version as _pkg_version
@@ -73,251 +53,6 @@ try:  # the package version, for the audit trail
     __version__ = _pkg_version("streamfilter")
 except Exception:  # noqa: BLE001 - not installed: run from the source tree
     __version__ = "0.1.0"
-
-
-class HklFormatError(StreamfilterError):
-    """A reflection list that does not follow CrystFEL's format 2.0.
-
-    Parameters
-    ----------
-    path : str
-        The file name.
-    line_no : int or None
-        1-based line number of the offending line, when known.
-    message : str
-        What is wrong.
-    text : str, optional
-        The offending line.
-    """
-
-    def __init__(self, path: str, line_no: int | None, message: str, text: str | None = None):
-        super().__init__(message, path=path, line_no=line_no, text=text)
-
-
-# --------------------------------------------------------------------------------------------
-# Reflection lists
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReflectionList:
-    """A merged reflection list (one row per unique reflection).
-
-    Attributes
-    ----------
-    h, k, l : numpy.ndarray of int32
-        Miller indices (for merged data: the asymmetric-unit representatives).
-    I : numpy.ndarray of float64
-        Merged intensity, ADU (detector units; no scale applied).
-    sigma : numpy.ndarray of float64
-        Standard error of ``I``, ADU.
-    nmeas : numpy.ndarray of int64
-        Number of observations merged into each row.
-    phase : numpy.ndarray of float64
-        Phase in degrees; NaN where the file has ``-`` (no phase).
-    symmetry : str or None
-        The point group of the ``Symmetry:`` line.
-    notes : list of str
-        Lines after ``End of reflections`` (the audit trail).
-    """
-
-    h: np.ndarray
-    k: np.ndarray
-    l: np.ndarray  # noqa: E741 - the Miller index has this name
-    I: np.ndarray  # noqa: E741
-    sigma: np.ndarray
-    nmeas: np.ndarray
-    phase: np.ndarray | None = None
-    symmetry: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.h = np.asarray(self.h, np.int32)
-        self.k = np.asarray(self.k, np.int32)
-        self.l = np.asarray(self.l, np.int32)
-        self.I = np.asarray(self.I, np.float64)
-        self.sigma = np.asarray(self.sigma, np.float64)
-        self.nmeas = np.asarray(self.nmeas, np.int64)
-        if self.phase is None:
-            self.phase = np.full(self.h.shape, np.nan)
-        self.phase = np.asarray(self.phase, np.float64)
-
-    def __len__(self) -> int:
-        return int(self.h.shape[0])
-
-    def keys(self) -> np.ndarray:
-        """Packed (h, k, l) keys, see :func:`streamfilter.symmetry.pack_hkl`."""
-        return pack_hkl(self.h, self.k, self.l)
-
-    def take(self, index: np.ndarray) -> ReflectionList:
-        """Rows selected by a boolean mask or an integer index array."""
-        return ReflectionList(
-            self.h[index],
-            self.k[index],
-            self.l[index],
-            self.I[index],
-            self.sigma[index],
-            self.nmeas[index],
-            self.phase[index],
-            self.symmetry,
-            list(self.notes),
-        )
-
-    def sorted(self) -> ReflectionList:
-        """Rows in CrystFEL's order: h, then k, then l ascending."""
-        return self.take(np.argsort(self.keys(), kind="stable"))
-
-    def to_asymmetric_unit(self, pg: PointGroup) -> ReflectionList:
-        """Indices mapped to ``pg``'s asymmetric unit (like compare_hkl's first step).
-
-        Raises
-        ------
-        StreamfilterError
-            If two rows map to the same unique reflection (the list does not have the
-            symmetry ``pg``; compare_hkl refuses such lists too).
-        """
-        ah, ak, al = pg.asymmetric_indices(self.h, self.k, self.l)
-        keys = pack_hkl(ah, ak, al)
-        if np.unique(keys).size != keys.size:
-            raise StreamfilterError(
-                f"reflection list does not have symmetry {pg.symbol}: several rows are "
-                "equivalent (give the point group the list was merged in)"
-            )
-        out = ReflectionList(
-            ah, ak, al, self.I, self.sigma, self.nmeas, self.phase, pg.symbol, list(self.notes)
-        )
-        return out
-
-
-def read_hkl(path: str | os.PathLike) -> ReflectionList:
-    """Read a CrystFEL reflection list (format 2.0), e.g. process_hkl or partialator output.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The ``.hkl`` file (``.hkl1``/``.hkl2`` half-sets too).
-
-    Returns
-    -------
-    ReflectionList
-        Rows in file order; ``symmetry`` from the ``Symmetry:`` line, ``notes`` from the lines
-        after ``End of reflections``.
-
-    Raises
-    ------
-    HklFormatError
-        If the magic line, the ``Symmetry:`` line or a row is malformed, or the end marker is
-        missing.
-    """
-    name = str(path)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise HklFormatError(name, None, "no such file") from None
-    except IsADirectoryError:
-        raise HklFormatError(name, None, "is a directory, not a reflection list") from None
-    if not lines or lines[0].strip() != HKL_MAGIC:
-        raise HklFormatError(
-            name,
-            1,
-            f"not a CrystFEL reflection list (expected {HKL_MAGIC!r})",
-            lines[0] if lines else "",
-        )
-    if len(lines) < 3 or not lines[1].startswith("Symmetry: "):
-        raise HklFormatError(
-            name, 2, "expected 'Symmetry: <point group>'", lines[1] if len(lines) > 1 else ""
-        )
-    symmetry = lines[1][len("Symmetry: ") :].strip()
-    try:
-        end = lines.index(HKL_END, 3)
-    except ValueError:
-        raise HklFormatError(name, len(lines), f"no {HKL_END!r} line (truncated file?)") from None
-    rows = lines[3:end]
-    n = len(rows)
-    h = np.empty(n, np.int32)
-    k = np.empty(n, np.int32)
-    l = np.empty(n, np.int32)  # noqa: E741
-    intensity = np.empty(n)
-    phase = np.full(n, np.nan)
-    sigma = np.empty(n)
-    nmeas = np.empty(n, np.int64)
-    for i, row in enumerate(rows):
-        f = row.split()
-        try:
-            if len(f) != 7:
-                raise ValueError(f"expected 7 columns, found {len(f)}")
-            h[i], k[i], l[i] = int(f[0]), int(f[1]), int(f[2])
-            intensity[i] = float(f[3])
-            if f[4] != "-":
-                phase[i] = float(f[4])
-            sigma[i] = float(f[5])
-            nmeas[i] = int(f[6])
-        except ValueError as e:
-            raise HklFormatError(name, 4 + i, f"bad reflection row ({e})", row) from None
-    return ReflectionList(h, k, l, intensity, sigma, nmeas, phase, symmetry, lines[end + 1 :])
-
-
-def format_hkl(
-    refl: ReflectionList, symmetry: str | None = None, notes: Sequence[str] | None = None
-) -> str:
-    """The text of a CrystFEL reflection list, rows in the order given (see :func:`write_hkl`)."""
-    sym = symmetry if symmetry is not None else (refl.symmetry or "unknown")
-    out = [HKL_MAGIC, f"Symmetry: {sym}", HKL_COLUMNS]
-    phases = ["       -" if math.isnan(p) else _PHASE_FORMAT % p for p in refl.phase.tolist()]
-    rows = zip(
-        refl.h.tolist(),
-        refl.k.tolist(),
-        refl.l.tolist(),
-        refl.I.tolist(),
-        phases,
-        refl.sigma.tolist(),
-        refl.nmeas.tolist(),
-        strict=True,
-    )
-    out.extend(HKL_ROW_FORMAT % r for r in rows)
-    out.append(HKL_END)
-    out.extend(refl.notes if notes is None else notes)
-    return "\n".join(out) + "\n"
-
-
-def write_hkl(
-    path: str | os.PathLike,
-    refl: ReflectionList,
-    *,
-    symmetry: str | None = None,
-    notes: Sequence[str] | None = None,
-    sort: bool = True,
-) -> None:
-    """Write a CrystFEL reflection list (format 2.0) that check_hkl/compare_hkl can read.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Output file; ``"-"`` writes to standard output.  The file appears only when complete
-        (written to a temporary file, then renamed).
-    refl : ReflectionList
-    symmetry : str, optional
-        Point group for the ``Symmetry:`` line (default ``refl.symmetry``).
-    notes : sequence of str, optional
-        Audit lines after ``End of reflections`` (default ``refl.notes``).
-    sort : bool
-        Sort rows by h, k, l as CrystFEL does (default True).
-    """
-    text = format_hkl(refl.sorted() if sort else refl, symmetry, notes)
-    if str(path) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.partial")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, target)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StreamfilterError(f"{path}: cannot write reflection list ({e.strerror})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,9 +155,12 @@ def iter_crystals(
                 table = xtal.reflections
                 if table is None:
                     continue
-                one_over_d = (
-                    xtal.one_over_d if xtal.astar is not None else np.full(len(table), np.nan)
-                )
+                if xtal.astar is None:
+                    inv_d = np.full(len(table), np.nan)
+                else:
+                    inv_d = one_over_d(
+                        table.h, table.k, table.l, xtal.astar, xtal.bstar, xtal.cstar
+                    )
                 yield CrystalObservations(
                     frame,
                     index,
@@ -438,7 +176,7 @@ def iter_crystals(
                     table.l,
                     table.I,
                     table.sigma,
-                    one_over_d,
+                    inv_d,
                 )
 
 
@@ -630,7 +368,7 @@ class Merger:
         """Merge every crystal of a stream (see :func:`iter_crystals`).
 
         ``crystals_out``, if given, receives each :class:`CrystalObservations` (for callers
-        that need the observations again, e.g. :mod:`streamfilter.compare`).
+        that need the observations again, e.g. :mod:`streamfilter.analysis.compare`).
         """
         for xtal in iter_crystals(path, quiet=quiet, header_out=header_out):
             self.add_crystal(xtal)
@@ -662,14 +400,42 @@ def merge_streams(
     seed: int = 1,
     quiet: bool = True,
 ) -> tuple[ReflectionList, Merger]:
-    """Merge the crystals of one or more streams (see :class:`Merger`).
+    """Merge the crystals of one or more streams, as ``process_hkl --polarisation=none`` does.
+
+    Every observation is mapped to the point group's asymmetric unit; the merged intensity
+    is the plain mean, sigma(I) the standard deviation over sqrt(n) (see the module
+    docstring and :class:`Merger`).
+
+    Parameters
+    ----------
+    paths : iterable of str or path-like
+        Streams (``.gz`` and ``"-"`` accepted), merged in order.
+    pg : PointGroup or str
+        Merging symmetry, a CrystFEL symbol such as ``"4/mmm"``.
+    min_measurements : int
+        Leave out reflections seen fewer times (process_hkl's default 2).
+    min_snr : float, optional
+        Drop observations with I < min_snr * sigma(I).
+    push_res : float, optional
+        Drop observations with 1/d > the crystal's resolution limit + push_res, nm^-1.
+    halves : bool
+        Also merge two random half-sets of crystals (``merger.half_results()``).
+    seed : int
+        Seed of the half-set split.
+    quiet : bool
+        No progress bar.
 
     Returns
     -------
     merged : ReflectionList
-        Sorted by h, k, l.
+        Sorted by h, k, l; I and sigma in ADU (detector units, no scale applied).
     merger : Merger
         For ``merger.stats`` and ``merger.half_results()``.
+
+    Examples
+    --------
+    >>> merged, merger = merge_streams(["run.stream"], "4/mmm")   # doctest: +SKIP
+    >>> write_hkl("run.hkl", merged)                               # doctest: +SKIP
     """
     merger = Merger(pg, min_snr=min_snr, push_res=push_res, halves=halves, seed=seed)
     for p in paths:
@@ -677,85 +443,9 @@ def merge_streams(
     return merger.result(min_measurements).sorted(), merger
 
 
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def add_merge_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``streamfilter merge`` (call with the object from ``add_subparsers()``)."""
-    p = subparsers.add_parser(
-        "merge",
-        help="quick unweighted merge of streams into a CrystFEL .hkl (like process_hkl)",
-        description=(
-            "Merge all observations of all crystals into the asymmetric unit of a point group "
-            "with a plain mean, as process_hkl --polarisation=none does, and write a CrystFEL "
-            "reflection list.  No scaling, partiality or polarisation correction "
-            "(partialator's job)."
-        ),
-    )
-    p.add_argument("streams", nargs="+", metavar="STREAM", help="input stream(s), '-' = stdin")
-    p.add_argument(
-        "-y",
-        "--symmetry",
-        required=True,
-        metavar="POINTGROUP",
-        help="merging point group, CrystFEL symbol (4/mmm, 422, mmm, 2/m_uab, -1 ...)",
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT.hkl",
-        help="output reflection list ('-' = stdout)",
-    )
-    p.add_argument(
-        "--min-measurements",
-        type=int,
-        default=2,
-        metavar="N",
-        help="leave out reflections seen fewer than N times (default 2)",
-    )
-    p.add_argument(
-        "--min-snr",
-        type=float,
-        default=None,
-        metavar="X",
-        help="drop observations with I < X*sigma(I)",
-    )
-    p.add_argument(
-        "--push-res",
-        type=float,
-        default=None,
-        metavar="R",
-        help="drop observations beyond the crystal's resolution limit + R (nm^-1)",
-    )
-    p.add_argument(
-        "--halves",
-        action="store_true",
-        help="also write OUT.hkl1 and OUT.hkl2, two random half-sets of crystals",
-    )
-    p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    p.set_defaults(func=run_merge)
-    return p
-
-
-def _command_line(args: argparse.Namespace) -> str:
-    """The merge command as it could be typed again (for the audit trail of the .hkl)."""
-    parts = ["streamfilter merge", *args.streams, "-y", args.symmetry, "-o", args.output]
-    if args.min_measurements != 2:
-        parts += ["--min-measurements", str(args.min_measurements)]
-    if args.min_snr is not None:
-        parts += ["--min-snr", repr(args.min_snr)]
-    if args.push_res is not None:
-        parts += ["--push-res", repr(args.push_res)]
-    if args.halves:
-        parts += ["--halves", "--seed", str(args.seed)]
-    return " ".join(parts)
-
-
-def _audit_notes(command: str, headers: list) -> list[str]:
+def audit_notes(command: str, headers: list) -> list[str]:
+    """The lines after ``End of reflections``: who wrote the list, the command, and the
+    audit lines of each input stream's header."""
     notes = [f"Generated by streamfilter {__version__}", command]
     for header in headers:
         audit = [line for line in header.lines[1:3] if line.strip()]
@@ -763,48 +453,3 @@ def _audit_notes(command: str, headers: list) -> list[str]:
             notes.append("Audit information from stream:")
             notes.extend(audit)
     return notes
-
-
-def run_merge(args: argparse.Namespace) -> int:
-    """Run ``streamfilter merge``; returns the exit status."""
-    quiet = bool(getattr(args, "quiet", False))
-    pg = point_group(args.symmetry)
-    if args.output != "-" and any(
-        os.path.exists(s) and os.path.exists(args.output) and os.path.samefile(s, args.output)
-        for s in args.streams
-        if s != "-"
-    ):
-        raise StreamfilterError(f"{args.output}: output would overwrite an input stream")
-    merger = Merger(
-        pg, min_snr=args.min_snr, push_res=args.push_res, halves=args.halves, seed=args.seed
-    )
-    headers: list = []
-    for path in args.streams:
-        merger.add_stream(path, quiet=quiet, header_out=headers)
-    command = _command_line(args)
-    notes = _audit_notes(command, headers)
-    merged = merger.result(args.min_measurements)
-    write_hkl(args.output, merged, notes=notes)
-    outputs = [args.output]
-    if args.halves:
-        for i, half in enumerate(merger.half_results(args.min_measurements), start=1):
-            write_hkl(f"{args.output}{i}", half, notes=notes)
-            outputs.append(f"{args.output}{i}")
-    if not quiet:
-        st = merger.stats
-        print(
-            f"merged {st.n_observations} observations from {st.n_crystals_used}/"
-            f"{st.n_crystals} crystals into {len(merged)} unique reflections "
-            f"(point group {pg.symbol}, >= {args.min_measurements} measurements)",
-            file=sys.stderr,
-        )
-        dropped = [
-            (st.n_rejected_snr, "--min-snr"),
-            (st.n_rejected_res, "--push-res"),
-            (st.n_nonfinite, "non-finite I"),
-        ]
-        for n, why in dropped:
-            if n:
-                print(f"  {n} observations dropped ({why})", file=sys.stderr)
-        print("wrote " + ", ".join(outputs), file=sys.stderr)
-    return 0

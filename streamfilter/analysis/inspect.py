@@ -5,7 +5,8 @@ CrystFEL-identical rings integration does (re-prediction of every crystal of the
 overlap mask of all predicted peak discs, the box, the ring classes, the bad-pixel and edge
 rules) with the same code (:mod:`streamfilter.integrate`), and returns every pixel's value
 and class together with the numbers that make up I and sigma(I).  :func:`inspect_maxima`
-lists the local maxima of a frame above a threshold with the nearest predicted reflection.
+(in :mod:`streamfilter.analysis.maxima`) lists the local maxima of a frame above a threshold
+with the nearest predicted reflection.
 
 Conventions: positions are **data-array** coordinates as printed in streams (pixel i spans
 [i, i + 1), centre i + 0.5; fs = fast scan = column, ss = slow scan = row); boxes are indexed
@@ -15,9 +16,7 @@ streamfilter's error messages use).
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -26,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .cli._common import add_frame_arguments
-from .errors import StreamfilterError
-from .frames import Frame, FrameSource
-from .geometry import Detector, Panel, parse_geometry
-from .integrate import CrystalResult, Status
-from .integrate.boxes import (
+from ..errors import StreamfilterError
+from ..frames import Frame, FrameSource
+from ..geometry import Detector, Panel, parse_geometry
+from ..integrate import CrystalResult, Status
+from ..integrate.boxes import (
     PEAK,
     central_pixels,
     gather_boxes,
@@ -39,22 +37,19 @@ from .integrate.boxes import (
     overlap_map,
     ring_classes,
 )
-from .integrate.rings import integrate_rings
-from .integrate.rings import poisson_variance as _poisson_variance
-from .pipeline import config_for, integrate_frame
-from .stream import Chunk, read_stream
+from ..integrate.rings import integrate_rings
+from ..integrate.rings import poisson_variance as _poisson_variance
+from ..pipeline import config_for, integrate_frame
+from ..stream import Chunk, read_stream
 
 __all__ = [
     "PixelClass",
     "InspectResult",
-    "MaximaResult",
     "inspect_reflection",
-    "inspect_maxima",
+    "ChunkContext",
+    "load_chunk",
+    "integrate_chunk",
     "format_inspect",
-    "format_maxima",
-    "plot_inspect",
-    "add_parser",
-    "run_inspect",
 ]
 
 
@@ -194,48 +189,15 @@ class InspectResult:
         return np.arange(self.centre_ss - w, self.centre_ss + w + 1)
 
 
-@dataclass
-class MaximaResult:
-    """Local maxima of a frame above a threshold, with the nearest predicted reflection.
-
-    Arrays have one entry per maximum, brightest first.  ``fs, ss`` are the pixel centres
-    (index + 0.5) in data-array coordinates; ``value`` ADU.  ``crystal`` is -1 and
-    ``distance`` inf when the panel has no prediction; ``written`` says whether the stream
-    has a row for that reflection.  ``predicted_fs, predicted_ss`` are every prediction of
-    the frame (data-array coordinates); ``images`` maps each panel name to its pixel array
-    and its (min_fs, min_ss), for drawing.
-    """
-
-    stream: str
-    chunk: int
-    filename: str
-    event: str
-    threshold: float
-    panel: np.ndarray
-    fs: np.ndarray
-    ss: np.ndarray
-    value: np.ndarray
-    crystal: np.ndarray
-    h: np.ndarray
-    k: np.ndarray
-    l: np.ndarray  # noqa: E741
-    distance: np.ndarray
-    written: np.ndarray
-    predicted_fs: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
-    predicted_ss: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
-    images: dict[str, tuple[np.ndarray, tuple[int, int]]] = field(default_factory=dict, repr=False)
-
-    def __len__(self) -> int:
-        return int(self.value.shape[0])
-
-
 # --------------------------------------------------------------------------------------------
 # Loading a chunk and its frame
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _Context:
+class ChunkContext:
+    """A chunk, its frame and detector, and the integration settings that apply to it."""
+
     stream: str
     chunk: Chunk
     detector: Detector
@@ -246,14 +208,16 @@ class _Context:
     integration: str | None
 
 
-def _load(
+def load_chunk(
     stream: str | Path,
     chunk: int,
     *,
     int_radius: Sequence[float] | None,
     geometry: str | Path | None,
     data_root: Sequence[str | Path],
-) -> _Context:
+) -> ChunkContext:
+    """Read chunk number ``chunk`` of a stream and load its frame (see
+    :func:`inspect_reflection` for the parameters)."""
     stream = str(stream)
     if chunk < 0:
         raise StreamfilterError(f"--chunk {chunk}: chunks are numbered from 0")
@@ -288,7 +252,7 @@ def _load(
         raise StreamfilterError(f"{stream}, chunk {chunk}: no photon_energy_eV line")
     with FrameSource(detector, cfg.search_dirs) as source:
         frame = source.load(found.filename, found.event)
-    return _Context(
+    return ChunkContext(
         stream,
         found,
         detector,
@@ -300,7 +264,8 @@ def _load(
     )
 
 
-def _integrate_frame(ctx: _Context) -> list[CrystalResult]:
+def integrate_chunk(ctx: ChunkContext) -> list[CrystalResult]:
+    """The CrystFEL-identical rings integration of every crystal of the chunk."""
     return integrate_frame(
         "crystfel",
         ctx.frame,
@@ -314,7 +279,7 @@ def _integrate_frame(ctx: _Context) -> list[CrystalResult]:
     )
 
 
-def _overlap(ctx: _Context, results: list[CrystalResult], panel: Panel) -> np.ndarray:
+def _overlap(ctx: ChunkContext, results: list[CrystalResult], panel: Panel) -> np.ndarray:
     """Overlap map of one panel from every crystal's predictions (panel-relative)."""
     fs = [r.fs[r.panel == panel.name] - panel.min_fs for r in results]
     ss = [r.ss[r.panel == panel.name] - panel.min_ss for r in results]
@@ -441,13 +406,33 @@ def inspect_reflection(
     hkl_t = tuple(int(x) for x in hkl)
     if len(hkl_t) != 3:
         raise StreamfilterError(f"hkl must be three integers, not {hkl!r}")
-    ctx = _load(stream, chunk, int_radius=int_radius, geometry=geometry, data_root=data_root)
-    results = _integrate_frame(ctx)
+    ctx = load_chunk(stream, chunk, int_radius=int_radius, geometry=geometry, data_root=data_root)
+    results = integrate_chunk(ctx)
     c, j = _find(results, ctx.chunk, hkl_t, crystal)  # type: ignore[arg-type]
     res = results[c]
     panel = ctx.detector.panel(str(res.panel[j]))
-    fs_rel = res.fs[j] - panel.min_fs
-    ss_rel = res.ss[j] - panel.min_ss
+    box = _integrate_box(ctx, results, panel, res.fs[j], res.ss[j])
+    return _inspect_result(ctx, c, hkl_t, panel, res.fs[j], res.ss[j], box)  # type: ignore[arg-type]
+
+
+@dataclass
+class _Box:
+    """One reflection's box and its rings integration (panel-relative central pixel)."""
+
+    cfs: np.ndarray
+    css: np.ndarray
+    half: int
+    boxes: Any
+    gain: float
+    rings: Any
+
+
+def _integrate_box(
+    ctx: ChunkContext, results: list[CrystalResult], panel: Panel, fs: Any, ss: Any
+) -> _Box:
+    """Gather the box around (fs, ss) and integrate it as the whole-frame integration does."""
+    fs_rel = fs - panel.min_fs
+    ss_rel = ss - panel.min_ss
     cfs, css = central_pixels(np.array([fs_rel]), np.array([ss_rel]))
     half = int(ctx.radii[2])
     boxes = gather_boxes(
@@ -473,16 +458,11 @@ def inspect_reflection(
         max_adu=panel.max_adu,
         saturation=sat_win,
     )
-    rings = ring_classes(int(ctx.radii[0]), int(ctx.radii[1]), half, half)
-    bad = boxes.bad[0] & boxes.on_panel[0]
-    classes = _pixel_classes(rings, bad, boxes.on_panel[0], boxes.overlap[0])
-    v = boxes.values[0].astype(np.float64)
-    pk = classes == PixelClass.PEAK
-    bg = classes == PixelClass.BACKGROUND
-    n_bg = int(bg.sum())
-    bg_mean = float(v[bg].mean()) if n_bg else math.nan
-    bg_var = float(((v[bg] - bg_mean) ** 2).mean()) if n_bg else math.nan
-    intensity = float(rr.I[0])
+    return _Box(cfs, css, half, boxes, g, rr)
+
+
+def _notes(ctx: ChunkContext) -> list[str]:
+    """What the re-computation does not reproduce or prints differently."""
     notes = []
     method = ctx.integration or ""
     if "cen" in method.split("-") and "nocen" not in method:
@@ -495,6 +475,30 @@ def inspect_reflection(
             "-grad: I subtracts a fitted background plane; 'background' is still "
             "the plain mean (as CrystFEL prints it)"
         )
+    return notes
+
+
+def _inspect_result(
+    ctx: ChunkContext,
+    c: int,
+    hkl_t: tuple[int, int, int],
+    panel: Panel,
+    fs: Any,
+    ss: Any,
+    box: _Box,
+) -> InspectResult:
+    """Pixel classes and the numbers behind I and sigma(I) of an integrated box."""
+    boxes, rr, g, half = box.boxes, box.rings, box.gain, box.half
+    rings = ring_classes(int(ctx.radii[0]), int(ctx.radii[1]), half, half)
+    bad = boxes.bad[0] & boxes.on_panel[0]
+    classes = _pixel_classes(rings, bad, boxes.on_panel[0], boxes.overlap[0])
+    v = boxes.values[0].astype(np.float64)
+    pk = classes == PixelClass.PEAK
+    bg = classes == PixelClass.BACKGROUND
+    n_bg = int(bg.sum())
+    bg_mean = float(v[bg].mean()) if n_bg else math.nan
+    bg_var = float(((v[bg] - bg_mean) ** 2).mean()) if n_bg else math.nan
+    intensity = float(rr.I[0])
     return InspectResult(
         stream=ctx.stream,
         chunk=ctx.chunk.index,
@@ -505,10 +509,10 @@ def inspect_reflection(
         k=hkl_t[1],
         l=hkl_t[2],
         panel=panel.name,
-        fs=float(res.fs[j]),
-        ss=float(res.ss[j]),
-        centre_fs=int(cfs[0]) + panel.min_fs,
-        centre_ss=int(css[0]) + panel.min_ss,
+        fs=float(fs),
+        ss=float(ss),
+        centre_fs=int(box.cfs[0]) + panel.min_fs,
+        centre_ss=int(box.css[0]) + panel.min_ss,
         radii=ctx.radii,
         half_width=half,
         gradient=ctx.gradient,
@@ -532,117 +536,7 @@ def inspect_reflection(
         background=float(rr.background[0]),
         status=Status(int(rr.status[0])),
         stream_row=_stream_row(ctx.chunk, c, hkl_t),
-        notes=notes,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Local maxima
-# --------------------------------------------------------------------------------------------
-
-
-def local_maxima(
-    image: np.ndarray, bad: np.ndarray | None, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels above ``threshold`` that are >= each of their 8 neighbours.
-
-    Bad pixels are never maxima and never count as neighbours; pixels beyond the panel edge
-    do not count either.  A flat plateau gives one maximum per plateau pixel.
-
-    Returns
-    -------
-    ss, fs : int arrays
-        Panel-relative pixel indices, indexed like ``image[ss, fs]``.
-    """
-    v = np.asarray(image, dtype=np.float64)
-    if bad is not None:
-        v = np.where(bad, -np.inf, v)
-    padded = np.pad(v, 1, constant_values=-np.inf)
-    h, w = v.shape
-    is_max = v > threshold
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                is_max &= v >= padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-    ss, fs = np.nonzero(is_max)
-    return ss, fs
-
-
-def inspect_maxima(
-    stream: str | Path,
-    chunk: int,
-    threshold: float,
-    *,
-    int_radius: Sequence[float] | None = None,
-    geometry: str | Path | None = None,
-    data_root: Sequence[str | Path] = (),
-) -> MaximaResult:
-    """Local maxima above ``threshold`` (ADU) in a chunk's frame, nearest prediction each.
-
-    Predictions are those of the CrystFEL-identical re-integration (every crystal of the
-    chunk); see :func:`local_maxima` for what counts as a maximum.
-    """
-    ctx = _load(stream, chunk, int_radius=int_radius, geometry=geometry, data_root=data_root)
-    results = _integrate_frame(ctx)
-    cols: dict[str, list] = {
-        k: []
-        for k in ("panel", "fs", "ss", "value", "crystal", "h", "k", "l", "distance", "written")
-    }
-    for p in ctx.detector.panels:
-        ss, fs = local_maxima(ctx.frame.data[p.name], ctx.frame.bad[p.name], threshold)
-        n = ss.size
-        if n == 0:
-            continue
-        pfs = fs + 0.5 + p.min_fs
-        pss = ss + 0.5 + p.min_ss
-        best = np.full(n, np.inf)
-        which = np.full((n, 2), -1, dtype=np.int64)
-        for c, r in enumerate(results):
-            on = np.flatnonzero(r.panel == p.name)
-            for start in range(0, n, 4096):
-                sl = slice(start, start + 4096)
-                if on.size == 0:
-                    break
-                d2 = (pfs[sl, None] - r.fs[on][None, :]) ** 2 + (
-                    pss[sl, None] - r.ss[on][None, :]
-                ) ** 2
-                j = d2.argmin(axis=1)
-                d = np.sqrt(d2[np.arange(j.size), j])
-                closer = d < best[sl]
-                best[sl] = np.where(closer, d, best[sl])
-                which[sl][closer] = np.stack([np.full(j.size, c), on[j]], axis=1)[closer]
-        cols["panel"].append(np.full(n, p.name, dtype=object))
-        cols["fs"].append(pfs)
-        cols["ss"].append(pss)
-        cols["value"].append(ctx.frame.data[p.name][ss, fs].astype(np.float64))
-        cols["crystal"].append(which[:, 0])
-        cols["distance"].append(best)
-        for key in ("h", "k", "l"):
-            cols[key].append(
-                np.array(
-                    [getattr(results[c], key)[j] if c >= 0 else 0 for c, j in which], dtype=np.int64
-                )
-            )
-        cols["written"].append(
-            np.array(
-                [bool(results[c].written[j]) if c >= 0 else False for c, j in which], dtype=bool
-            )
-        )
-    arrays = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    order = np.argsort(-arrays["value"], kind="stable")
-    arrays = {k: v[order] for k, v in arrays.items()}
-    return MaximaResult(
-        stream=ctx.stream,
-        chunk=ctx.chunk.index,
-        filename=ctx.chunk.filename or "",
-        event=ctx.frame.event,
-        threshold=float(threshold),
-        **arrays,
-        predicted_fs=np.concatenate([r.fs for r in results] or [np.zeros(0)]),
-        predicted_ss=np.concatenate([r.ss for r in results] or [np.zeros(0)]),
-        images={
-            p.name: (ctx.frame.data[p.name], (p.min_fs, p.min_ss)) for p in ctx.detector.panels
-        },
+        notes=_notes(ctx),
     )
 
 
@@ -729,231 +623,3 @@ def format_inspect(r: InspectResult) -> str:
         )
     out += [f"note: {n}" for n in r.notes]
     return "\n".join(out)
-
-
-def format_maxima(m: MaximaResult, limit: int | None = None) -> str:
-    """Table of :func:`inspect_maxima` (brightest first)."""
-    out = [
-        f"{m.stream}, chunk {m.chunk} ({m.filename} {m.event}): {len(m)} local maxima "
-        f"above {m.threshold:g} ADU",
-        f"{'panel':>6} {'fs':>8} {'ss':>8} {'value':>10}  {'crystal':>7} {'h':>4} {'k':>4} "
-        f"{'l':>4} {'dist/px':>8} in stream",
-    ]
-    n = len(m) if limit is None else min(limit, len(m))
-    for i in range(n):
-        if m.crystal[i] < 0:
-            tail = f"{'-':>7} {'':>4} {'':>4} {'':>4} {'-':>8} -"
-        else:
-            tail = (
-                f"{m.crystal[i]:>7d} {m.h[i]:>4d} {m.k[i]:>4d} {m.l[i]:>4d} "
-                f"{m.distance[i]:>8.2f} {'yes' if m.written[i] else 'no'}"
-            )
-        out.append(f"{m.panel[i]:>6} {m.fs[i]:>8.1f} {m.ss[i]:>8.1f} {m.value[i]:>10.1f}  " + tail)
-    if n < len(m):
-        out.append(f"... {len(m) - n} more")
-    return "\n".join(out)
-
-
-# --------------------------------------------------------------------------------------------
-# PNG
-# --------------------------------------------------------------------------------------------
-
-
-def _figure():
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise StreamfilterError(
-            "--png needs matplotlib: pip install 'streamfilter[plot]'"
-        ) from None
-    fig = Figure(figsize=(6.4, 5.6), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def plot_inspect(result: InspectResult, path: str | Path) -> None:
-    """Draw the box (data-array coordinates) with the three rings and the pixel classes.
-
-    The rings are circles of radius r1, r2, r3 around the central pixel's centre (the ring
-    classes use integer distances from it); masked pixels are crossed, neighbours' disc
-    pixels hatched, the predicted position is a ``+``.
-    """
-    from matplotlib.patches import Circle, Rectangle
-
-    fig = _figure()
-    ax = fig.add_subplot(1, 1, 1)
-    r = result
-    w = r.half_width
-    x0, y0 = r.centre_fs - w, r.centre_ss - w
-    n = 2 * w + 1
-    shown = np.where(r.classes == PixelClass.OFF_PANEL, np.nan, r.values)
-    im = ax.imshow(
-        shown,
-        cmap="viridis",
-        origin="upper",
-        interpolation="nearest",
-        extent=(x0, x0 + n, y0 + n, y0),
-    )
-    fig.colorbar(im, ax=ax, label="ADU")
-    cx, cy = r.centre_fs + 0.5, r.centre_ss + 0.5
-    for radius, style in zip(r.radii, ("-", "--", "--"), strict=True):
-        ax.add_patch(Circle((cx, cy), radius, fill=False, color="white", ls=style, lw=1.2))
-    for q in range(n):
-        for p in range(n):
-            c = PixelClass(int(r.classes[q, p]))
-            if c == PixelClass.MASKED:
-                ax.plot([x0 + p + 0.5], [y0 + q + 0.5], "rx", ms=8)
-            elif c == PixelClass.NEIGHBOUR:
-                ax.add_patch(
-                    Rectangle(
-                        (x0 + p, y0 + q), 1, 1, fill=False, hatch="///", edgecolor="orange", lw=0
-                    )
-                )
-    ax.plot([r.fs], [r.ss], "r+", ms=12, mew=2)
-    ax.set_xlabel("fs (data array, px)")
-    ax.set_ylabel("ss (data array, px)")
-    ax.set_title(
-        f"chunk {r.chunk} crystal {r.crystal}: {r.h} {r.k} {r.l} on {r.panel}\n"
-        f"I = {r.I:.1f}, sigma = {r.sigma:.1f} ADU ({r.status.name})",
-        fontsize=10,
-    )
-    fig.savefig(str(path))
-
-
-def plot_maxima(m: MaximaResult, path: str | Path) -> None:
-    """Draw the frame's panels (data-array coordinates) with the maxima circled in red and
-    the predicted positions as small white dots."""
-    fig = _figure()
-    ax = fig.add_subplot(1, 1, 1)
-    values = [img[np.isfinite(img)] for img, _ in m.images.values()]
-    pooled = np.concatenate(values) if values else np.zeros(1)
-    vmax = max(float(np.percentile(pooled, 99.5)), 1.0) if pooled.size else 1.0
-    im = None
-    for img, (fs0, ss0) in m.images.values():
-        h, w = img.shape
-        im = ax.imshow(
-            img,
-            cmap="gray_r",
-            vmin=0,
-            vmax=vmax,
-            origin="upper",
-            interpolation="nearest",
-            extent=(fs0, fs0 + w, ss0 + h, ss0),
-        )
-    if im is not None:
-        fig.colorbar(im, ax=ax, label="ADU")
-    ax.plot(m.predicted_fs, m.predicted_ss, ".", color="tab:blue", ms=2)
-    ax.scatter(m.fs, m.ss, s=40, facecolors="none", edgecolors="red", lw=0.8)
-    ax.set_xlabel("fs (data array, px)")
-    ax.set_ylabel("ss (data array, px)")
-    ax.set_title(
-        f"chunk {m.chunk}: {len(m)} maxima above {m.threshold:g} ADU (red), predictions (blue)",
-        fontsize=9,
-    )
-    fig.savefig(str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def _ints(text: str, n: int, what: str) -> tuple[int, ...]:
-    parts = text.replace(" ", ",").split(",")
-    parts = [x for x in parts if x]
-    try:
-        vals = tuple(int(x) for x in parts)
-    except ValueError:
-        vals = ()
-    if len(vals) != n:
-        raise argparse.ArgumentTypeError(
-            f"{what}: expected {n} comma-separated integers, got {text!r}"
-        )
-    return vals
-
-
-def _hkl(text: str) -> tuple[int, ...]:
-    return _ints(text, 3, "--hkl")
-
-
-def _radii(text: str) -> tuple[float, float, float]:
-    try:
-        r = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        r = ()
-    if len(r) != 3 or not (0 < r[0] <= r[1] <= r[2]):
-        raise argparse.ArgumentTypeError(
-            f"--int-radius {text!r}: expected R1,R2,R3 with 0 < R1 <= R2 <= R3"
-        )
-    return r  # type: ignore[return-value]
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``streamfilter inspect``."""
-    p = subparsers.add_parser(
-        "inspect",
-        help="show the pixels and numbers behind one reflection",
-        description="Print the integration box around one reflection: each pixel's class "
-        "(peak disc, ignored, background annulus, masked, a neighbour's peak, off panel), its "
-        "value, and the numbers that give I and sigma(I), re-computed exactly as the "
-        "CrystFEL-identical rings integration does. With --threshold, list the local maxima "
-        "of the frame instead, each with its nearest predicted reflection.",
-        epilog="Negative indices need '=': --hkl=-3,2,1.",
-    )
-    p.add_argument("stream", metavar="STREAM", help="stream file")
-    p.add_argument(
-        "--chunk",
-        type=int,
-        required=True,
-        metavar="N",
-        help="chunk number, counted from 0 in file order",
-    )
-    p.add_argument(
-        "--crystal",
-        type=int,
-        metavar="I",
-        help="crystal number in the chunk, from 0 (needed only if ambiguous)",
-    )
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--hkl", type=_hkl, metavar="H,K,L", help="the reflection")
-    what.add_argument(
-        "--threshold",
-        type=float,
-        metavar="T",
-        help="list local maxima above T ADU with their nearest prediction",
-    )
-    p.add_argument(
-        "--int-radius",
-        type=_radii,
-        metavar="R1,R2,R3",
-        help="ring radii in pixels (default: the stream's own, else 4,5,7)",
-    )
-    p.add_argument("--png", metavar="FILE", help="also draw the box (or the maxima) to a PNG")
-    add_frame_arguments(p)
-    p.add_argument(
-        "--limit",
-        type=int,
-        default=50,
-        metavar="N",
-        help="with --threshold, print at most N maxima (default 50; 0 = all)",
-    )
-    p.set_defaults(func=run_inspect)
-
-
-def run_inspect(args: argparse.Namespace) -> int:
-    """Run ``streamfilter inspect`` from parsed arguments; returns the exit status."""
-    common = {"int_radius": args.int_radius, "geometry": args.geometry, "data_root": args.data_root}
-    if args.threshold is not None:
-        m = inspect_maxima(args.stream, args.chunk, args.threshold, **common)
-        print(format_maxima(m, None if args.limit == 0 else args.limit))
-        if args.png:
-            plot_maxima(m, args.png)
-            print(f"wrote {args.png}", file=sys.stderr)
-        return 0
-    r = inspect_reflection(args.stream, args.chunk, args.hkl, crystal=args.crystal, **common)
-    print(format_inspect(r))
-    if args.png:
-        plot_inspect(r, args.png)
-        print(f"wrote {args.png}", file=sys.stderr)
-    return 0

@@ -14,6 +14,9 @@
     Correlations per resolution shell: CC(I) of matched observations, CC between the merged
     lists, CC1/2 of each stream and, with a reference, CC against it.
 
+:func:`plot_inspect` and :func:`plot_maxima` draw ``streamfilter inspect --png``: one
+reflection's box with its rings and pixel classes, or a frame with its local maxima.
+
 matplotlib is not a runtime dependency of streamfilter: the import happens inside
 :func:`write_compare_plots`, which raises a :class:`~streamfilter.errors.StreamfilterError`
 telling the user to install it when it is missing.  Figures are drawn with the Agg canvas
@@ -30,15 +33,18 @@ import numpy as np
 from streamfilter.errors import StreamfilterError
 
 
-def _figure():
+def _figure(
+    option: str = "--plots",
+    hint: str = "matplotlib (or streamfilter[plot])",
+    size: tuple[float, float] = (6.4, 4.8),
+):
+    """A matplotlib Figure on the Agg canvas; ``option`` names what needs it in the error."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
-        raise StreamfilterError(
-            "--plots needs matplotlib: pip install matplotlib (or streamfilter[plot])"
-        ) from None
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+        raise StreamfilterError(f"{option} needs matplotlib: pip install {hint}") from None
+    fig = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
@@ -149,8 +155,8 @@ def write_compare_plots(result, outdir: str | os.PathLike) -> list[Path]:
 
     Parameters
     ----------
-    result : streamfilter.compare.CompareResult
-        What :func:`streamfilter.compare.compare_streams` returned.
+    result : streamfilter.analysis.compare.CompareResult
+        What :func:`streamfilter.analysis.compare.compare_streams` returned.
     outdir : str or path-like
         Directory for the figures.
 
@@ -178,3 +184,96 @@ def write_compare_plots(result, outdir: str | os.PathLike) -> list[Path]:
         draw(result, path)
         files.append(path)
     return files
+
+
+# --------------------------------------------------------------------------------------------
+# streamfilter inspect --png
+# --------------------------------------------------------------------------------------------
+
+
+def _inspect_figure():
+    return _figure("--png", "'streamfilter[plot]'", (6.4, 5.6))
+
+
+def plot_inspect(result, path: str | os.PathLike) -> None:
+    """Draw the box (data-array coordinates) with the three rings and the pixel classes.
+
+    The rings are circles of radius r1, r2, r3 around the central pixel's centre (the ring
+    classes use integer distances from it); masked pixels are crossed, neighbours' disc
+    pixels hatched, the predicted position is a ``+``.
+    """
+    from matplotlib.patches import Circle, Rectangle
+
+    from streamfilter.analysis.inspect import PixelClass
+
+    fig = _inspect_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    r = result
+    w = r.half_width
+    x0, y0 = r.centre_fs - w, r.centre_ss - w
+    n = 2 * w + 1
+    shown = np.where(r.classes == PixelClass.OFF_PANEL, np.nan, r.values)
+    im = ax.imshow(
+        shown,
+        cmap="viridis",
+        origin="upper",
+        interpolation="nearest",
+        extent=(x0, x0 + n, y0 + n, y0),
+    )
+    fig.colorbar(im, ax=ax, label="ADU")
+    cx, cy = r.centre_fs + 0.5, r.centre_ss + 0.5
+    for radius, style in zip(r.radii, ("-", "--", "--"), strict=True):
+        ax.add_patch(Circle((cx, cy), radius, fill=False, color="white", ls=style, lw=1.2))
+    for q in range(n):
+        for p in range(n):
+            c = PixelClass(int(r.classes[q, p]))
+            if c == PixelClass.MASKED:
+                ax.plot([x0 + p + 0.5], [y0 + q + 0.5], "rx", ms=8)
+            elif c == PixelClass.NEIGHBOUR:
+                ax.add_patch(
+                    Rectangle(
+                        (x0 + p, y0 + q), 1, 1, fill=False, hatch="///", edgecolor="orange", lw=0
+                    )
+                )
+    ax.plot([r.fs], [r.ss], "r+", ms=12, mew=2)
+    ax.set_xlabel("fs (data array, px)")
+    ax.set_ylabel("ss (data array, px)")
+    ax.set_title(
+        f"chunk {r.chunk} crystal {r.crystal}: {r.h} {r.k} {r.l} on {r.panel}\n"
+        f"I = {r.I:.1f}, sigma = {r.sigma:.1f} ADU ({r.status.name})",
+        fontsize=10,
+    )
+    fig.savefig(str(path))
+
+
+def plot_maxima(m, path: str | os.PathLike) -> None:
+    """Draw the frame's panels (data-array coordinates) with the maxima circled in red and
+    the predicted positions as small white dots."""
+    fig = _inspect_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    values = [img[np.isfinite(img)] for img, _ in m.images.values()]
+    pooled = np.concatenate(values) if values else np.zeros(1)
+    vmax = max(float(np.percentile(pooled, 99.5)), 1.0) if pooled.size else 1.0
+    im = None
+    for img, (fs0, ss0) in m.images.values():
+        h, w = img.shape
+        im = ax.imshow(
+            img,
+            cmap="gray_r",
+            vmin=0,
+            vmax=vmax,
+            origin="upper",
+            interpolation="nearest",
+            extent=(fs0, fs0 + w, ss0 + h, ss0),
+        )
+    if im is not None:
+        fig.colorbar(im, ax=ax, label="ADU")
+    ax.plot(m.predicted_fs, m.predicted_ss, ".", color="tab:blue", ms=2)
+    ax.scatter(m.fs, m.ss, s=40, facecolors="none", edgecolors="red", lw=0.8)
+    ax.set_xlabel("fs (data array, px)")
+    ax.set_ylabel("ss (data array, px)")
+    ax.set_title(
+        f"chunk {m.chunk}: {len(m)} maxima above {m.threshold:g} ADU (red), predictions (blue)",
+        fontsize=9,
+    )
+    fig.savefig(str(path))

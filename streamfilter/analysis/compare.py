@@ -1,0 +1,340 @@
+"""Compare two streams: observation by observation, and merged, per resolution shell.
+
+``streamfilter compare A B`` answers "what changed between these two integrations?".
+
+Observation level (when A and B share frames, i.e. chunks with the same ``Image filename``
+and ``Event``):
+
+* crystals of a frame are matched by orientation.  Two indexing runs often pick different
+  but equivalent settings of the same lattice (axes swapped or inverted), so for each pair of
+  crystals the integer matrix R = A_a . A_b^-1 (A = the 3 x 3 matrix with rows a*, b*, c*) is
+  computed, rounded and checked (every element within
+  :data:`~streamfilter.analysis.matching.REINDEX_TOLERANCE` of an integer,
+  determinant +-1); observations then match when h_b = h_a . R (row vectors).  The number of
+  crystals with R != identity is reported;
+* counts matched / only in A / only in B, and over matched pairs the Pearson CC and the
+  median ratio B/A of I, of sigma(I) and of I/sigma(I) (ratios over pairs where both values
+  are > 0), overall and per shell of 1/d (from crystal A's reciprocal vectors).
+
+Merged level (always): both streams are merged like ``streamfilter merge`` (process_hkl's
+plain mean, see :mod:`streamfilter.analysis.merge`) in the point group ``-y`` (default
+``-1``), with random half-sets of crystals (fixed seed), I and sigma rounded to the 0.01 a
+``.hkl`` file keeps (so the figures equal check_hkl/compare_hkl run on ``streamfilter merge``
+output), and per shell of equal reciprocal volume (as check_hkl/compare_hkl make them) the
+report gives, for each stream, completeness, multiplicity, <I/sigma(I)>, CC1/2 and CC*;
+between A and B, CC and R1(I); and with ``--reference FILE.hkl`` the CC and R1(I) of each
+against the reference.  CC and R1(I) between two lists follow compare_hkl exactly
+(:func:`~streamfilter.analysis.statistics.compare_lists`), including its Wilson scaling of the
+second list to the first, so ``compare_lists(x, truth)`` reproduces
+``compare_hkl --fom=CC x truth.hkl``.
+
+Completeness needs a cell: ``--cell FILE`` if given, else the unit-cell block of stream A's (or
+B's) header, else the median of the crystals' cells.  "Possible" reflections are counted like
+check_hkl: unique reflections of the point group's asymmetric unit in the shell, leaving out
+only lattice-centring absences (screw-axis absences count as possible).
+
+Both streams' observations are held in memory (about 60 bytes per reflection row) to match
+frames that appear in any order; merging itself needs memory only per unique reflection.
+
+Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU.
+
+Two CrystFEL reflection lists may be given instead of two streams: then only the merged-level
+tables are computed (the lists' own ``Symmetry:`` is used when ``-y`` is not given).
+
+The keys of the JSON report (``--json``) are listed in
+:data:`streamfilter.analysis.report.JSON_KEYS`.  Modules: :mod:`~streamfilter.analysis.matching`
+(crystals and observations), :mod:`~streamfilter.analysis.statistics` (the figures),
+:mod:`~streamfilter.analysis.shells`, :mod:`~streamfilter.analysis.report` (text and JSON).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamfilter.analysis.hkl import ReflectionList, as_written, is_hkl_file, read_hkl
+from streamfilter.analysis.matching import ObservationPairs, match_frames
+from streamfilter.analysis.merge import Merger, iter_crystals
+from streamfilter.analysis.shells import Shells
+from streamfilter.analysis.statistics import (
+    ListComparison,
+    compare_lists,
+    count_possible,
+    list_statistics,
+    pair_statistics,
+)
+from streamfilter.analysis.symmetry import PointGroup, point_group
+from streamfilter.crystal import Cell, d_A, median_cell, parse_cell, read_cell
+from streamfilter.errors import StreamfilterError
+
+
+@dataclass
+class CompareOptions:
+    """Options of :func:`compare_streams` (see ``streamfilter compare --help``).
+
+    Attributes
+    ----------
+    symmetry : str
+        Merging point group, CrystFEL symbol.
+    nshells : int
+        Number of resolution shells (equal reciprocal volume).
+    reference : str or None
+        Reference reflection list (``.hkl``) for CC and R1(I).
+    cell : str or None
+        Unit-cell file (CrystFEL ``.cell`` or PDB); default: stream header or median cell.
+    highres, lowres : float or None
+        Resolution limits of the shells, d in Angstrom; default: the data's range.
+    min_measurements : int
+        Merged reflections need this many observations.
+    seed : int
+        Seed of the half-set split of crystals.
+    quiet : bool
+        No progress bars.
+    """
+
+    symmetry: str = "-1"
+    nshells: int = 10
+    reference: str | None = None
+    cell: str | None = None
+    highres: float | None = None  # Angstrom
+    lowres: float | None = None  # Angstrom
+    min_measurements: int = 2
+    seed: int = 1
+    quiet: bool = True
+
+
+@dataclass
+class CompareResult:
+    """What :func:`compare_streams` found: ``report`` (JSON-ready) and arrays for the plots."""
+
+    report: dict
+    pairs: ObservationPairs | None
+    merged_a_vs_b: ListComparison | None
+    obs_shells: Shells | None
+    merged_shells: Shells | None
+    merged_a: ReflectionList | None = None
+    merged_b: ReflectionList | None = None
+
+
+def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None) -> CompareResult:
+    """Compare two streams (or two reflection lists: merged level only).
+
+    Parameters
+    ----------
+    path_a, path_b : str
+        Two streams (``.gz`` accepted), or two CrystFEL reflection lists (``.hkl``).
+    opts : CompareOptions, optional
+        Point group, shells (d limits in Angstrom), reference list, cell, half-set seed.
+
+    Returns
+    -------
+    CompareResult
+        ``report`` holds every number (1/d in nm^-1, d in Angstrom, intensities in ADU; keys
+        in :data:`streamfilter.analysis.report.JSON_KEYS`); the other fields hold the arrays
+        the plots need.
+
+    Raises
+    ------
+    StreamfilterError
+        One input is a reflection list and the other is not; no unit cell can be found; no
+        merged reflections; unreadable inputs.
+    """
+    opts = opts or CompareOptions()
+    pg = point_group(opts.symmetry)
+    hkl_mode = is_hkl_file(path_a)
+    if hkl_mode != is_hkl_file(path_b):
+        raise StreamfilterError(
+            f"{path_a if hkl_mode else path_b} is a reflection list and the other input is not: "
+            "give two streams or two reflection lists"
+        )
+    report: dict = {
+        "inputs": {
+            "a": path_a,
+            "b": path_b,
+            "reference": opts.reference,
+            "point_group": pg.symbol,
+            "min_measurements": opts.min_measurements,
+            "half_set_seed": opts.seed,
+        },
+    }
+    pairs = None
+    obs_shells = None
+    if hkl_mode:
+        side = {"a": _Side(read_hkl(path_a)), "b": _Side(read_hkl(path_b))}
+        report["observations"] = None
+    else:
+        side = {"a": _read_side(path_a, pg, opts, "A"), "b": _read_side(path_b, pg, opts, "B")}
+        report["observations"], pairs, obs_shells = _observation_report(side, opts)
+    cell, cell_source = _choose_cell(opts, side, path_a, path_b)
+    reference = read_hkl(opts.reference).to_asymmetric_unit(pg) if opts.reference else None
+    report["merged"], shells, a_vs_b = _merged_report(side, cell, cell_source, pg, reference, opts)
+    return CompareResult(
+        report, pairs, a_vs_b, obs_shells, shells, side["a"].merged, side["b"].merged
+    )
+
+
+@dataclass
+class _Side:
+    """One input of a comparison: its merged list and, for a stream, its crystals.
+
+    ``merged`` and ``halves`` have I and sigma rounded as a ``.hkl`` file stores them;
+    ``frames`` maps (Image filename, Event) to the frame's crystals; ``isig`` is I/sigma of
+    every observation (for the histogram).
+    """
+
+    merged: ReflectionList
+    halves: tuple[ReflectionList, ReflectionList] | None = None
+    merger: Merger | None = None
+    header: Any = None
+    frames: dict = field(default_factory=dict)
+    isig: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    @property
+    def crystals(self) -> list:
+        """Every crystal, frame by frame."""
+        return [x for v in self.frames.values() for x in v]
+
+
+def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> _Side:
+    """Merge one stream (with half-sets) and keep its crystals grouped by frame."""
+    merger = Merger(pg, halves=True, seed=opts.seed)
+    headers: list = []
+    frames: dict = defaultdict(list)
+    isig = []
+    for xtal in iter_crystals(path, quiet=opts.quiet, desc=label, header_out=headers):
+        merger.add_crystal(xtal)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            isig.append((xtal.I / xtal.sigma).astype(np.float32))
+        frames[xtal.frame].append(xtal)
+    return _Side(
+        merged=as_written(merger.result(opts.min_measurements)),
+        halves=tuple(as_written(x) for x in merger.half_results(opts.min_measurements)),
+        merger=merger,
+        header=headers[0] if headers else None,
+        frames=frames,
+        isig=np.concatenate(isig) if isig else np.zeros(0, np.float32),
+    )
+
+
+def _shell_range(opts: CompareOptions, r: np.ndarray) -> Shells:
+    """Equal-volume shells between --lowres/--highres (Angstrom), default r's range (nm^-1)."""
+    lo = d_A(opts.lowres) if opts.lowres else float(r.min())
+    hi = d_A(opts.highres) if opts.highres else float(r.max())
+    return Shells.equal_volume(lo, hi, opts.nshells)
+
+
+def _observation_report(
+    side: dict[str, _Side], opts: CompareOptions
+) -> tuple[dict | None, ObservationPairs | None, Shells | None]:
+    """The observation level: summary (None without shared frames), pairs and shells."""
+    obs = match_frames(side["a"].frames, side["b"].frames)
+    pairs = obs["pairs"]
+    pairs.I_over_sigma_a = side["a"].isig
+    pairs.I_over_sigma_b = side["b"].isig
+    summary = obs["summary"]
+    if summary["frames_common"] == 0:
+        return None, None, None
+    all_r = np.concatenate([pairs.one_over_d, pairs.one_over_d_only_a, pairs.one_over_d_only_b])
+    obs_shells = _shell_range(opts, all_r[np.isfinite(all_r)])
+    summary["overall"] = {
+        "n_matched": summary["matched"],
+        **pair_statistics(pairs.I_a, pairs.I_b, pairs.sigma_a, pairs.sigma_b),
+    }
+    j = obs_shells.assign(pairs.one_over_d)
+    ja = obs_shells.assign(pairs.one_over_d_only_a)
+    jb = obs_shells.assign(pairs.one_over_d_only_b)
+    rows = []
+    for s, shell in enumerate(obs_shells.describe()):
+        sel = j == s
+        rows.append(
+            {
+                **shell,
+                "matched": int(sel.sum()),
+                "only_a": int((ja == s).sum()),
+                "only_b": int((jb == s).sum()),
+                **pair_statistics(
+                    pairs.I_a[sel], pairs.I_b[sel], pairs.sigma_a[sel], pairs.sigma_b[sel]
+                ),
+            }
+        )
+    summary["shells"] = rows
+    return summary, pairs, obs_shells
+
+
+def _merged_report(
+    side: dict[str, _Side],
+    cell: Cell,
+    cell_source: str,
+    pg: PointGroup,
+    reference: ReflectionList | None,
+    opts: CompareOptions,
+) -> tuple[dict, Shells, ListComparison | None]:
+    """The merged level: check_hkl figures of each side, compare_hkl figures between them."""
+    merged = {name: s.merged for name, s in side.items()}
+    r_all = np.concatenate([cell.one_over_d(m.h, m.k, m.l) for m in merged.values()])
+    if r_all.size == 0:
+        raise StreamfilterError("no merged reflections (too few measurements?)")
+    shells = _shell_range(opts, r_all)
+    possible = count_possible(cell, pg, shells)
+    mrep: dict = {"cell": _cell_dict(cell, cell_source), "shells": shells.describe()}
+    for name, s in side.items():
+        st = list_statistics(merged[name], cell, pg, shells, s.halves, possible)
+        mrep[name] = {"overall": st.overall, "shells": st.shell_rows()}
+        merger = s.merger
+        if merger is not None:
+            mrep[name]["overall"].update(
+                n_crystals=merger.stats.n_crystals, n_observations=merger.stats.n_observations
+            )
+    a_vs_b, mrep["a_vs_b"] = _compare_table(merged["a"], merged["b"], cell, pg, shells)
+    if reference is not None:
+        for name in ("a", "b"):
+            _, mrep[f"{name}_vs_reference"] = _compare_table(
+                merged[name], reference, cell, pg, shells
+            )
+    return mrep, shells, a_vs_b
+
+
+def _compare_table(
+    list1: ReflectionList, list2: ReflectionList, cell: Cell, pg: PointGroup, shells: Shells
+) -> tuple[ListComparison | None, dict]:
+    """:func:`compare_lists` and its report entry (``{"error": ...}`` when it fails)."""
+    try:
+        c = compare_lists(list1, list2, cell, pg, shells=shells)
+    except StreamfilterError as e:
+        return None, {"error": str(e)}
+    return c, {"overall": c.overall_dict(), "shells": c.shell_rows()}
+
+
+def _cell_dict(cell: Cell, source: str) -> dict:
+    return {
+        "a_A": cell.a,
+        "b_A": cell.b,
+        "c_A": cell.c,
+        "alpha_deg": cell.alpha,
+        "beta_deg": cell.beta,
+        "gamma_deg": cell.gamma,
+        "centering": cell.centering,
+        "source": source,
+    }
+
+
+def _choose_cell(
+    opts: CompareOptions, side: dict[str, _Side], path_a: str, path_b: str
+) -> tuple[Cell, str]:
+    """--cell, else the unit-cell block of A's (B's) header, else the median crystal cell."""
+    if opts.cell:
+        return read_cell(opts.cell), f"file {opts.cell}"
+    for name, path in (("a", path_a), ("b", path_b)):
+        header = side[name].header
+        text = header.cell_text if header is not None else None
+        if text:
+            src = f"unit-cell block of {path}"
+            return parse_cell(text, src), src
+    for name, path in (("a", path_a), ("b", path_b)):
+        cell = median_cell(side[name].crystals)
+        if cell is not None:
+            return cell, f"{cell.source} of {path}"
+    raise StreamfilterError("no unit cell: give --cell FILE (CrystFEL .cell or PDB)")
