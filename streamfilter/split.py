@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StreamfilterError
+from .interrupt import signals_held
 from .stream import atomic_output, is_same_file
 from .stream.index import ChunkIndex, build_index
-from .stream.writer import commit_temp, signals_held
+from .stream.writer import commit_temp
 
 COPY_BLOCK = 1 << 22
 

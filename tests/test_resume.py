@@ -34,10 +34,10 @@ from pathlib import Path
 import pytest
 
 from streamfilter.errors import StreamfilterError
+from streamfilter.interrupt import clear_stop_requests, quiet_unraisable, request_stop
 from streamfilter.journal import journal_path, partial_path
 from streamfilter.reintegrate import reintegrate
 from streamfilter.stream import StreamWriter
-from streamfilter.stream.writer import clear_stop_requests, quiet_unraisable, request_stop
 from streamfilter.synth import SynthConfig, generate
 
 from .test_fuzz import split_chunks

@@ -40,7 +40,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
-    from ..stream.writer import clear_stop_requests, quiet_unraisable, request_stop
+    from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
