@@ -14,11 +14,11 @@ from .stream import StreamWriter, read_stream  # noqa: E402
 def __getattr__(name: str):
     # Heavier entry points are imported on first use so `import streamfilter` stays light.
     if name == "stream_info":
-        from .info import stream_info
+        from .stream.info import stream_info
 
         return stream_info
     if name == "cat_streams":
-        from .catenate import cat_streams
+        from .stream.cat import cat_streams
 
         return cat_streams
     raise AttributeError(name)

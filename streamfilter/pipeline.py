@@ -128,7 +128,7 @@ class ChunkProcessor:
         self._upgrader = None
         if config.upgrade:
             from .stream import StreamHeader
-            from .upgrade import Upgrader
+            from .stream.upgrade import Upgrader
 
             self._upgrader = Upgrader(
                 StreamHeader(b"CrystFEL stream format 2.2\n"), geometry_text=config.geometry_text
@@ -697,7 +697,7 @@ def add_provenance(header: StreamHeader, config: ReintegrateConfig) -> bytes:
     """
     raw = header.raw
     if config.upgrade:
-        from .upgrade import Upgrader
+        from .stream.upgrade import Upgrader
 
         raw = Upgrader(header, geometry_text=config.geometry_text).header()
     line = provenance_line(config)

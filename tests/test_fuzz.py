@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamfilter.catenate import cat_streams
 from streamfilter.cli import main
 from streamfilter.errors import StreamfilterError, StreamFormatError
 from streamfilter.reintegrate import reintegrate
+from streamfilter.stream.cat import cat_streams
 
 from .streamtext import build_stream
 

@@ -165,7 +165,7 @@ class StreamWriter:
         """Write ``chunk`` (its original bytes, or ``body`` when it was rewritten).
 
         ``keep_preceding`` also writes the bytes that stood before the chunk in the input
-        (the header of a joined stream); :func:`~streamfilter.catenate.cat_streams` turns
+        (the header of a joined stream); :func:`~streamfilter.stream.cat.cat_streams` turns
         this off when it drops repeated identical headers.
         """
         if keep_preceding and chunk.preceding:
