@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from streamfilter.cli.synth import main
 from streamfilter.frames import FrameSource
 from streamfilter.geometry import parse_geometry
 from streamfilter.integrate.rings import integrate_frame_crystfel
@@ -18,7 +19,6 @@ from streamfilter.synth import (
     SynthConfig,
     generate,
     load_truth,
-    main,
 )
 
 REPO = Path(__file__).resolve().parents[1]

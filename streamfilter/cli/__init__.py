@@ -18,7 +18,8 @@ from ..errors import StreamfilterError
 from ._common import eprint
 
 # one module of this package per subcommand, each with add_parser(subparsers) and run(args)
-SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo")
+SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo",
+               "synth")
 
 
 def _module(command: str):
