@@ -13,8 +13,8 @@ import numpy as np
 from ..geometry import Detector, GeometryWarning, parse_geometry
 from ..stream.writer import atomic_output
 from .chunks import header_text
-from .config import DATA_PATH, MASK_BAD, MASK_GOOD, MASK_PATH, SynthConfig, cell_text, geometry_text
-from .files import compression_kwargs, write_truth
+from .config import SynthConfig, cell_text, geometry_text
+from .files import create_frame_datasets, write_truth
 from .physics import (
     BACKGROUND_COLUMNS,
     asu_list,
@@ -100,14 +100,6 @@ def generate(directory: str | Path, config: SynthConfig | None = None) -> SynthD
     )
 
 
-def _mask(dead: np.ndarray, hot: np.ndarray) -> np.ndarray:
-    """The stored bad-pixel mask: MASK_GOOD on working pixels, MASK_BAD added on hot ones."""
-    mask = np.full(dead.shape, MASK_GOOD, dtype=np.uint8)
-    mask[dead] = 0
-    mask[hot] |= MASK_BAD
-    return mask
-
-
 def _write_frames(
     paths: dict[str, Path],
     config: SynthConfig,
@@ -129,22 +121,12 @@ def _write_frames(
         p.name: bad[p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1] for p in detector.panels
     }
     n = config.n_frames
-    integer_gain = float(config.adu_per_photon).is_integer()
     bragg = np.zeros((n, *shape), np.float32)
     coeffs = np.zeros((n, len(BACKGROUND_COLUMNS)))
     refl_cols: dict[str, list] = {f.name: [] for f in dataclasses.fields(TruthReflections)}
     xtal_cols: dict[str, list] = {f.name: [] for f in dataclasses.fields(TruthCrystals)}
     with h5py.File(paths["h5"], "w") as h5, atomic_output(paths["stream"]) as stream:
-        data = h5.create_dataset(
-            DATA_PATH,
-            shape=(n, *shape),
-            dtype=np.int32 if integer_gain else np.float32,
-            chunks=(1, *shape),
-            track_times=False,
-            **compression_kwargs(config),
-        )
-        h5.create_dataset(MASK_PATH, data=_mask(dead, hot), track_times=False,
-                          **compression_kwargs(config))
+        data = create_frame_datasets(h5, config, dead, hot)
         stream.write(header_text(config, geom))
         for i in range(n):
             fr = simulate_frame(i, config, detector, components, table, dead, hot, bad_panels)

@@ -1,4 +1,4 @@
-"""The HDF5 files of a simulated data set: the frames and mask, and the truth file."""
+"""The HDF5 files of a simulated data set: the frames and their mask, and the truth file."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import h5py
 import hdf5plugin
+import numpy as np
 
 from .. import __version__
 from ..errors import StreamfilterError
-from .config import SynthConfig
+from .config import DATA_PATH, MASK_BAD, MASK_GOOD, MASK_PATH, SynthConfig
 from .physics import BACKGROUND_COLUMNS
 from .truth import Truth, TruthCrystals, TruthReflections
 
@@ -19,6 +20,28 @@ def compression_kwargs(config: SynthConfig) -> dict:
     if config.compression == "gzip":
         return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
     return dict(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
+
+
+def create_frame_datasets(h5: h5py.File, config: SynthConfig, dead: np.ndarray,
+                          hot: np.ndarray) -> h5py.Dataset:
+    """Create the frames dataset (``DATA_PATH``, filled frame by frame by the caller) and
+    write the bad-pixel mask (``MASK_PATH``: MASK_GOOD on working pixels, MASK_BAD added on
+    hot ones, dead ones 0); returns the frames dataset."""
+    shape = dead.shape
+    integer_gain = float(config.adu_per_photon).is_integer()
+    data = h5.create_dataset(
+        DATA_PATH,
+        shape=(config.n_frames, *shape),
+        dtype=np.int32 if integer_gain else np.float32,
+        chunks=(1, *shape),
+        track_times=False,
+        **compression_kwargs(config),
+    )
+    mask = np.full(shape, MASK_GOOD, dtype=np.uint8)
+    mask[dead] = 0
+    mask[hot] |= MASK_BAD
+    h5.create_dataset(MASK_PATH, data=mask, track_times=False, **compression_kwargs(config))
+    return data
 
 
 def write_truth(path: Path, truth: Truth) -> None:
