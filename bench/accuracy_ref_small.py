@@ -76,15 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from streamfilter.accuracy import compare_on_truth, stream_on_truth
-    from streamfilter.integrate.profile import ProfileOptions, integrate_frame_profile
+    from streamfilter.integrate.profile import ProfileOptions
     from streamfilter.integrate.robust import RobustOptions
+    from streamfilter.pipeline import integrate_frame
 
     options = (
         RobustOptions() if args.background is None else RobustOptions(background=args.background)
     )
     extra = {}
     if options.background == "radial":
-        profile = functools.partial(integrate_frame_profile, options=ProfileOptions(options))
+        profile = functools.partial(integrate_frame, "profile", options=ProfileOptions(options))
         extra["profile"] = profile
     truth = root / "lyso_dev_truth.h5"
     report: dict[str, object] = {"robust_options": options.__dict__.copy()}

@@ -425,7 +425,7 @@ def compare_on_truth(
         Stop after this many chunks with crystals.
     extra : mapping of str to callable, optional
         More methods to run on the same reflections, each called like
-        :func:`~streamfilter.integrate.robust.integrate_frame_robust` without options
+        :func:`streamfilter.pipeline.integrate_frame` with the method given
         (``f(frame, detector, crystals, energy, radii, bandwidth=..., peaks=...)``) and
         returning one CrystalResult per crystal in the same row order.
 
@@ -438,8 +438,8 @@ def compare_on_truth(
 
     from .frames import FrameSource
     from .geometry import parse_geometry
-    from .integrate.rings import integrate_frame_crystfel
-    from .integrate.robust import RobustOptions, integrate_frame_robust
+    from .integrate.robust import RobustOptions
+    from .pipeline import FrameIntegrator, Integration
     from .stream import read_stream
 
     options = options or RobustOptions()
@@ -456,6 +456,8 @@ def compare_on_truth(
         radii = tuple(float(r) for r in radii)
         detector = parse_geometry(header.geometry_text or "", str(stream))
         source = FrameSource(detector, [stream.parent, *search_dirs])
+        crystfel = FrameIntegrator(detector, Integration("crystfel", radii))
+        robust = FrameIntegrator(detector, Integration("robust", radii, options))
         done = 0
         for chunk in reader:
             if not chunk.crystals:
@@ -464,13 +466,10 @@ def compare_on_truth(
                 break
             frame = source.load(chunk.filename, chunk.event)
             energy = chunk.photon_energy_eV
-            base = integrate_frame_crystfel(
-                frame, detector, chunk.crystals, energy, radii, bandwidth=chunk.beam_bandwidth
+            base = crystfel(frame, chunk.crystals, energy, bandwidth=chunk.beam_bandwidth)
+            rob = robust(
+                frame, chunk.crystals, energy, bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks
             )
-            rob = integrate_frame_robust(
-                frame, detector, chunk.crystals, energy, radii, options,
-                bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks,
-            )  # fmt: skip
             for name, fn in (extra or {}).items():
                 res = fn(frame, detector, chunk.crystals, energy, radii,
                          bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks)  # fmt: skip
@@ -518,7 +517,7 @@ def _collect_frame(
     add: Callable[[str, np.ndarray], None],
 ) -> None:
     """T (and the perfect-background intensity) for every predicted reflection of a frame."""
-    from .integrate.rings import Status
+    from .integrate import Status
 
     panels = {p.name: p for p in detector.panels}
     r1 = radii[0]

@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from .cli._common import add_frame_arguments
 from .errors import StreamfilterError
 from .frames import Frame, FrameSource
 from .geometry import Detector, Panel, parse_geometry
+from .integrate import CrystalResult, Status
 from .integrate.boxes import (
     PEAK,
     central_pixels,
@@ -37,10 +39,9 @@ from .integrate.boxes import (
     overlap_map,
     ring_classes,
 )
-from .integrate.rings import CrystalResult, Status, integrate_frame_crystfel, integrate_rings
+from .integrate.rings import integrate_rings
 from .integrate.rings import poisson_variance as _poisson_variance
-from .pipeline import config_for
-from .reintegrate import add_frame_arguments
+from .pipeline import config_for, integrate_frame
 from .stream import Chunk, read_stream
 
 __all__ = [
@@ -300,7 +301,8 @@ def _load(
 
 
 def _integrate_frame(ctx: _Context) -> list[CrystalResult]:
-    return integrate_frame_crystfel(
+    return integrate_frame(
+        "crystfel",
         ctx.frame,
         ctx.detector,
         ctx.chunk.crystals,

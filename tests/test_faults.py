@@ -32,9 +32,9 @@ import h5py
 import numpy as np
 import pytest
 
+from streamfilter import reintegrate
 from streamfilter.cli import main
 from streamfilter.errors import StreamfilterError
-from streamfilter.reintegrate import reintegrate
 from streamfilter.stream.cat import cat_streams
 from streamfilter.stream.split import split_stream
 from streamfilter.synth import DATA_PATH, MASK_PATH, SynthConfig, generate, geometry_text

@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamfilter import reintegrate
 from streamfilter.cli import main
 from streamfilter.errors import StreamfilterError, StreamFormatError
-from streamfilter.reintegrate import reintegrate
 from streamfilter.stream.cat import cat_streams
 
 from .streamtext import build_stream

@@ -18,8 +18,10 @@ from streamfilter.inspect import (
     local_maxima,
     plot_inspect,
 )
+from streamfilter.integrate import Status
 from streamfilter.integrate.boxes import ring_classes
-from streamfilter.integrate.rings import Status, integrate_frame_crystfel, poisson_variance
+from streamfilter.integrate.rings import poisson_variance
+from streamfilter.pipeline import integrate_frame
 from streamfilter.stream import read_stream
 from streamfilter.synth import SynthConfig, generate
 
@@ -96,7 +98,8 @@ def _crystfel_values(ds, chunk, crystal, hkl):
     det = parse_geometry(header.geometry_text)
     with FrameSource(det, [ds.directory]) as src:
         frame = src.load(c.filename, c.event)
-    res = integrate_frame_crystfel(
+    res = integrate_frame(
+        "crystfel",
         frame, det, c.crystals, c.photon_energy_eV, header.int_radius, bandwidth=c.beam_bandwidth
     )[crystal]
     j = np.flatnonzero((res.h == hkl[0]) & (res.k == hkl[1]) & (res.l == hkl[2]))[0]

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from streamfilter import reintegrate
 from streamfilter.errors import StreamFormatError
-from streamfilter.pipeline import ordered_map
-from streamfilter.reintegrate import reintegrate
+from streamfilter.pipeline.engines import ordered_map
 from streamfilter.stream import read_stream
 from streamfilter.stream.cat import cat_streams
 from streamfilter.stream.index import build_index, read_range
@@ -56,7 +56,7 @@ def test_jobs_2_is_byte_identical_with_other_start_methods(method, r345, referen
         "import multiprocessing, sys\n"
         "if __name__ == '__main__':\n"
         f"    multiprocessing.set_start_method({method!r})\n"
-        "    from streamfilter.reintegrate import reintegrate\n"
+        "    from streamfilter import reintegrate\n"
         "    reintegrate(sys.argv[1], sys.argv[2], jobs=2, batch_size=3)\n"
     )
     script = tmp_path / "run.py"
@@ -177,7 +177,8 @@ def test_pool_pipes_hold_whole_batches():
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
-    from streamfilter.pipeline import PIPE_BYTES, _init_pool_worker, widen_pipes
+    from streamfilter.pipeline.step import _init_pool_worker
+    from streamfilter.pipeline.tuning import PIPE_BYTES, widen_pipes
 
     if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < PIPE_BYTES:
         pytest.skip("this system's pipe-max-size is below 1 MiB")

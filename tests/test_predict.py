@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamfilter.geometry import parse_geometry
-from streamfilter.predict import (
+from streamfilter.predict.crystfel import (
     MIN_PARTIALITY,
     photon_energy_to_wavelength,
     positions_for,
@@ -256,17 +256,17 @@ def test_geometry_detector_shift_equals_crystal_det_shift():
 def whole_box_prediction(lat: Lattice, energy: float, det, r_nm: float, bw: float):
     """``predict_to_res`` as CrystFEL writes it: every (h, k, l) of the index box in h, k, l
     order, centring/000/resolution tests, ``check_reflection``, ``locate_peak``."""
-    from streamfilter.predict import (
+    from streamfilter.predict.crystfel import (
         _excitation,
         _locate,
         _max_resolution,
-        _panel_geoms,
+        prediction_geometry,
         reciprocal_matrix,
     )
 
     recip = reciprocal_matrix(lat.astar, lat.bstar, lat.cstar)
     wavelength = photon_energy_to_wavelength(energy)
-    geoms = _panel_geoms(det, None)
+    geoms = prediction_geometry(det, None)
     mres = _max_resolution(geoms, wavelength)
     lim = [min(int(mres * np.linalg.norm(v)), 511) for v in np.linalg.inv(recip).T]
     h, k, l = (a.ravel() for a in np.meshgrid(*(np.arange(-m, m + 1) for m in lim), indexing="ij"))  # noqa: E741
@@ -304,7 +304,7 @@ def test_prediction_equals_a_scan_of_the_whole_index_box(seed, cell, r_nm, bw):
 
 
 def test_candidate_shell_contains_every_box_point_near_the_sphere():
-    from streamfilter.predict import _candidate_indices
+    from streamfilter.predict.crystfel import _candidate_indices
 
     rng = np.random.default_rng(3)
     for _ in range(60):
@@ -326,7 +326,7 @@ def test_candidate_shell_contains_every_box_point_near_the_sphere():
 
 def plain_bisection(xl, yl, zl, wavelength, bw, r_lo, r_hi, iterations=60):
     """threshold_radius as first written: 60 halvings, check_reflection at every step."""
-    from streamfilter.predict import _excitation
+    from streamfilter.predict.crystfel import _excitation
 
     p_lo, _ = _excitation(xl, yl, zl, wavelength, bw, r_lo)
     p_hi, _ = _excitation(xl, yl, zl, wavelength, bw, r_hi)
@@ -345,7 +345,7 @@ def plain_bisection(xl, yl, zl, wavelength, bw, r_lo, r_hi, iterations=60):
 @pytest.mark.parametrize("n", [1, 3, 8, 9, 60])  # Python-float path up to 8 points, numpy above
 @pytest.mark.parametrize("r_lo, width, bw", [(3e6, 1e5, 1e-8), (1e5, 3e6, 1e-3), (0.0, 1e6, 1e-5)])
 def test_threshold_radius_is_the_plain_bisection_bit_for_bit(n, r_lo, width, bw):
-    from streamfilter.predict import _excitation, threshold_radius
+    from streamfilter.predict.crystfel import _excitation, threshold_radius
 
     rng = np.random.default_rng(n)
     wavelength = 1.3e-10
@@ -371,14 +371,18 @@ def test_threshold_radius_is_the_plain_bisection_bit_for_bit(n, r_lo, width, bw)
 
 
 def test_threshold_of_the_predicted_set_equals_threshold_for_their_indices():
-    from streamfilter.predict import _predict, _threshold_radius_of_predicted
+    from streamfilter.predict.crystfel import (
+        _predict,
+        _threshold_radius_of_predicted,
+        prediction_geometry,
+    )
 
     det = parse_geometry(TILTED)
     lat = random_lattice(7, (9.0, 12.0, 10.0))
     r, tol = 0.01, 5e-4
     pred, terms = _predict(
-        lat.astar, lat.bstar, lat.cstar, 9000.0, det, r + tol, 1e-8, (0.0, 0.0), math.inf,
-        "P", None,
+        lat.astar, lat.bstar, lat.cstar, 9000.0, prediction_geometry(det), r + tol, 1e-8,
+        (0.0, 0.0), math.inf, "P",
     )  # fmt: skip
     want = threshold_radius_for(
         pred.h, pred.k, pred.l, lat.astar, lat.bstar, lat.cstar, 9000.0, 1e-8, r - tol, r + tol

@@ -10,22 +10,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamfilter import predict
 from streamfilter.geometry import parse_geometry
+from streamfilter.predict import crystfel as predict
 from streamfilter.predict import predict_reflections
 from tests.test_predict import TILTED, random_lattice
 
 HEADER_CLEN = TILTED.replace("clen = 0.1", "clen = /entry/clen mm")
 
 
-def test_geometry_is_computed_once_per_detector_and_header_values():
+def test_geometry_is_built_once_per_run_and_header_values():
+    from streamfilter.pipeline import FrameIntegrator, Integration
+
     det = parse_geometry(HEADER_CLEN)
-    a = predict._panel_geoms(det, {"/entry/clen": 100.0})
-    assert predict._panel_geoms(det, {"/entry/clen": 100.0}) is a
-    b = predict._panel_geoms(det, {"/entry/clen": 120.0})
+    run = FrameIntegrator(det, Integration("crystfel"))
+    a = run.geometry({"/entry/clen": 100.0})
+    assert run.geometry({"/entry/clen": 100.0}) is a
+    b = run.geometry({"/entry/clen": 120.0})
     assert b is not a and b.panels[0].cnz > a.panels[0].cnz
-    other = parse_geometry(HEADER_CLEN)  # an equal but distinct detector: its own entry
-    assert predict._panel_geoms(other, {"/entry/clen": 100.0}) is not a
     assert not a.columns.flags.writeable  # shared by every crystal
 
 
@@ -34,7 +35,7 @@ def test_may_hit_keeps_every_ray_that_lands(shift_mm):
     """Rays aimed all over and around both (tilted) panels, many within a pixel of an edge:
     every ray _locate puts on a panel passes the pre-filter, and most others do not."""
     det = parse_geometry(TILTED)
-    geometry = predict._panel_geoms(det, None)
+    geometry = predict.prediction_geometry(det, None)
     rng = np.random.default_rng(8)
     shift_m = (shift_mm[0] * 1e-3, shift_mm[1] * 1e-3)
     rays = []
@@ -61,7 +62,8 @@ def test_prediction_is_the_same_without_the_pre_filter(seed, monkeypatch):
     lat = random_lattice(seed)
     kw = dict(profile_radius=0.01, bandwidth=0.002, det_shift_mm=(0.4, -0.9))
     fast = predict_reflections(lat.astar, lat.bstar, lat.cstar, 9000.0, det, **kw)
-    monkeypatch.setattr(predict._Geometry, "may_hit", lambda self, x, *a: np.ones(x.shape[0], bool))
+    everything = lambda self, x, *a: np.ones(x.shape[0], bool)  # noqa: E731
+    monkeypatch.setattr(predict.PredictionGeometry, "may_hit", everything)
     plain = predict_reflections(lat.astar, lat.bstar, lat.cstar, 9000.0, det, **kw)
     assert len(fast) > 50
     for name in ("h", "k", "l", "panel", "fs", "ss", "one_over_d", "partiality", "kpred"):

@@ -14,11 +14,11 @@ from streamfilter.integrate.profile import (
     ProfileOptions,
     fit_profile_intensities,
     fit_reference_profile,
-    integrate_frame_profile,
     pixel_gaussian,
     profile_error_covariance,
 )
 from streamfilter.integrate.robust import RobustOptions, disc_mask
+from streamfilter.pipeline import integrate_frame
 
 W = 5
 
@@ -148,7 +148,9 @@ def synth_set(tmp_path_factory):
 
 def test_synth_profile_beats_robust_and_crystfel(synth_set):
     cmp = compare_on_truth(
-        synth_set.stream_path, synth_set.truth_path, extra={"profile": integrate_frame_profile}
+        synth_set.stream_path,
+        synth_set.truth_path,
+        extra={"profile": functools.partial(integrate_frame, "profile")},
     )
     tables = cmp.tables()
     ov = {m: t.overall for m, t in tables.items()}
@@ -163,7 +165,7 @@ def test_synth_profile_beats_robust_and_crystfel(synth_set):
 
 
 def test_frames_without_enough_strong_spots_keep_the_robust_sums(synth_set):
-    never = functools.partial(integrate_frame_profile, options=ProfileOptions(min_isigma=1e9))
+    never = functools.partial(integrate_frame, "profile", options=ProfileOptions(min_isigma=1e9))
     cmp = compare_on_truth(synth_set.stream_path, synth_set.truth_path, extra={"none": never})
     np.testing.assert_array_equal(cmp.I["none"], cmp.I["robust"])
     np.testing.assert_array_equal(cmp.sigma["none"], cmp.sigma["robust"])
@@ -171,7 +173,7 @@ def test_frames_without_enough_strong_spots_keep_the_robust_sums(synth_set):
 
 
 def test_reintegrated_profile_stream_is_valid_and_keeps_robust_columns(synth_set, tmp_path):
-    from streamfilter.reintegrate import reintegrate
+    from streamfilter import reintegrate
     from streamfilter.stream import read_stream
     from streamfilter.stream.validate import crystfel_problems
 
@@ -206,7 +208,7 @@ def test_reintegrated_profile_stream_is_valid_and_keeps_robust_columns(synth_set
 
 
 def test_pipeline_refuses_profile_with_a_local_background(synth_set, tmp_path):
-    from streamfilter.reintegrate import reintegrate
+    from streamfilter import reintegrate
 
     with pytest.raises(StreamfilterError, match="radial"):
         reintegrate(
@@ -228,7 +230,7 @@ def ref_tables(ref_small):
         cmp = compare_on_truth(
             ref_small / f"lyso_dev_{name}.stream",
             ref_small / "lyso_dev_truth.h5",
-            extra={"profile": functools.partial(integrate_frame_profile, options=None)},
+            extra={"profile": functools.partial(integrate_frame, "profile", options=None)},
         )
         out[name] = cmp.tables()
     return out

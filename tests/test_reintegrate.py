@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 
+from streamfilter import reintegrate
 from streamfilter.cli import main
-from streamfilter.pipeline import TABLE_COLUMNS
-from streamfilter.reintegrate import reintegrate
+from streamfilter.pipeline.step import TABLE_COLUMNS
 from streamfilter.stream import read_stream
 from streamfilter.stream.validate import crystfel_problems
 from streamfilter.synth import SynthConfig, generate

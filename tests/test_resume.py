@@ -33,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
+from streamfilter import reintegrate
 from streamfilter.errors import StreamfilterError
 from streamfilter.interrupt import clear_stop_requests, quiet_unraisable, request_stop
-from streamfilter.journal import journal_path, partial_path
-from streamfilter.reintegrate import reintegrate
+from streamfilter.pipeline.journal import journal_path, partial_path
 from streamfilter.stream import StreamWriter
 from streamfilter.synth import SynthConfig, generate
 

@@ -9,18 +9,20 @@ import warnings
 import numpy as np
 import pytest
 
-from streamfilter.integrate import (
+from streamfilter.integrate import Status
+from streamfilter.integrate.boxes import (
     BACKGROUND,
     IGNORED,
     PEAK,
-    Status,
     central_pixels,
     gather_boxes,
     gather_window,
-    integrate_rings,
     overlap_map,
-    poisson_variance,
     ring_classes,
+)
+from streamfilter.integrate.rings import (
+    integrate_rings,
+    poisson_variance,
 )
 
 RADII_123 = (1.0, 2.0, 3.0)
@@ -383,12 +385,12 @@ def two_crystal_frame():
 
 
 def test_frame_integration_masks_with_all_crystals(two_crystal_frame):
-    from streamfilter.integrate import integrate_frame_crystfel
+    from streamfilter.pipeline import integrate_frame
     from streamfilter.predict import predict_reflections
 
     det, frame, (a, b) = two_crystal_frame
-    both = integrate_frame_crystfel(frame, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
-    alone = integrate_frame_crystfel(frame, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
+    both = integrate_frame("crystfel", frame, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
+    alone = integrate_frame("crystfel", frame, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
     ra, ra_alone = both[0], alone[0]
     assert len(ra) > 30 and len(both[1]) > 30
     assert (ra.h == ra_alone.h).all() and (ra.k == ra_alone.k).all()
@@ -422,18 +424,18 @@ def test_frame_integration_masks_with_all_crystals(two_crystal_frame):
 def test_frame_saturation_counts_and_sat_flag(two_crystal_frame):
     from types import SimpleNamespace
 
-    from streamfilter.integrate import integrate_frame_crystfel
+    from streamfilter.pipeline import integrate_frame
 
     det, frame, (a, _) = two_crystal_frame
-    res0 = integrate_frame_crystfel(frame, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)[0]
+    res0 = integrate_frame("crystfel", frame, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)[0]
     ok = np.flatnonzero(res0.written)[:5]
     data = frame.data["p0"].copy()
     data[res0.ss[ok].astype(int), res0.fs[ok].astype(int)] = 500.0  # above max_adu = 60
     hot = SimpleNamespace(data={"p0": data}, bad=frame.bad, saturation=None)
-    drop = integrate_frame_crystfel(hot, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)[0]
+    drop = integrate_frame("crystfel", hot, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)[0]
     assert drop.n_saturated == 5
     assert (drop.status[ok] == Status.SATURATED).all()
-    keep = integrate_frame_crystfel(
+    keep = integrate_frame("crystfel",
         hot, det, [a], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8, keep_saturated=True
     )[0]
     assert keep.n_saturated == 5 and keep.written[ok].all()
@@ -580,16 +582,16 @@ def test_frame_without_crystals_and_frame_arrays_off_the_geometry(two_crystal_fr
     gather_boxes panel by panel and give the same numbers where the boxes agree."""
     from types import SimpleNamespace
 
-    from streamfilter.integrate import integrate_frame_crystfel
+    from streamfilter.pipeline import integrate_frame
 
     det, frame, (a, b) = two_crystal_frame
-    assert integrate_frame_crystfel(frame, det, [], 9000.0, (2.0, 3.0, 4.0)) == []
+    assert integrate_frame("crystfel", frame, det, [], 9000.0, (2.0, 3.0, 4.0)) == []
     tall = SimpleNamespace(
         data=frame.data, bad={"p0": np.vstack([frame.bad["p0"], np.ones((3, 256), bool)])},
         saturation=None,
     )  # fmt: skip
-    want = integrate_frame_crystfel(frame, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
-    got = integrate_frame_crystfel(tall, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
+    want = integrate_frame("crystfel", frame, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
+    got = integrate_frame("crystfel", tall, det, [a, b], 9000.0, (2.0, 3.0, 4.0), bandwidth=1e-8)
     for x, y in zip(got, want, strict=True):
         assert len(x) > 30
         np.testing.assert_array_equal(x.status, y.status)

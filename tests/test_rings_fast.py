@@ -1,6 +1,6 @@
 """The shortcuts of the whole-frame crystfel path against the plain definitions.
 
-``_disc_index`` (disc pixels of every prediction in one flat index space, most of them
+``disc_index`` (disc pixels of every prediction in one flat index space, most of them
 without a float -> int cast per pixel) against CrystFEL's per-pixel truncation, on positions
 chosen to break it: next to integers, next to panel edges, off the panel, on panels of
 different widths.  ``_integrate_flat`` (all panels at once, one gather for peak and
@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 from streamfilter.geometry import parse_geometry
-from streamfilter.integrate import rings
+from streamfilter.integrate import layout, rings
 from streamfilter.integrate.boxes import central_pixels, disc_cover, overlap_map
+from streamfilter.integrate.layout import DetectorLayout
+from streamfilter.integrate.model import CrystalPredictions, Status
 
 
 def two_panels(width_a: int, width_b: int, max_adu: float | None = None) -> str:
@@ -41,7 +43,7 @@ def frame_pixels(det, seed: int = 0, saturation: bool = False):
         bad[p.name] = rng.random((p.height, p.width)) < 0.02
         sat[p.name] = np.full((p.height, p.width), 17.0, np.float32)
     frame = SimpleNamespace(data=data, bad=bad, saturation=sat if saturation else None)
-    return frame, rings._frame_pixels(frame, list(det.panels), 9000.0)
+    return frame, DetectorLayout(det).frame_pixels(frame, 9000.0)
 
 
 def tricky_positions(rng, n: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,10 +80,10 @@ def test_disc_index_equals_crystfel_truncation(widths, r1):
     fs_b, ss_b = tricky_positions(rng, 200, widths[1], 80)
     fs, ss = np.r_[fs_a, fs_b], np.r_[ss_a, ss_b]
     panel = np.r_[np.zeros(fs_a.size, np.int64), np.ones(fs_b.size, np.int64)]
-    got = rings._disc_index(fp, panel, fs, ss, r1)
+    got = layout.disc_index(fp, panel, fs, ss, r1)
     np.testing.assert_array_equal(got, reference_disc_index(fp, panel, fs, ss, r1))
     # and the counts are overlap_map's, panel by panel (the sink slot aside)
-    counts = rings._overlap_counts(
+    counts = layout.overlap_counts(
         fp, [SimpleNamespace(panel=panel, fs=fs, ss=ss)], r1
     )  # fmt: skip
     for i, p in enumerate(det.panels):
@@ -99,10 +101,9 @@ def predictions(det, rng, n: int):
             (np.full(n, i), rng.uniform(-2, p.width + 2, n), rng.uniform(-2, p.height + 2, n))
         )
     panel, fs, ss = (np.concatenate(a) for a in zip(*out))
-    return rings._CrystalPrediction(
+    return CrystalPredictions(
         np.arange(panel.size, dtype=np.int32), np.zeros(panel.size, np.int32),
-        np.zeros(panel.size, np.int32), panel, fs, ss, np.zeros(panel.size, bool),
-        np.zeros(panel.size),
+        np.zeros(panel.size, np.int32), panel, fs, ss,
     )  # fmt: skip
 
 
@@ -125,30 +126,31 @@ def test_flat_path_equals_panel_by_panel(widths, max_adu, saturation, gradient, 
     radii = (2.5, 4.0, 6.0)
     panels = list(det.panels)
     flat = rings._integrate_flat(
-        pred, fp, rings._overlap_counts(fp, [pred], radii[0]), radii, gradient, keep_saturated,
+        pred, fp, layout.overlap_counts(fp, [pred], radii[0]), radii, gradient, keep_saturated,
         True,
     )  # fmt: skip
-    maps = rings._overlap_maps(panels, [pred], radii[0])
+    maps = layout.overlap_maps(panels, [pred], radii[0])
     by_panel = rings._integrate_panels(
         pred, frame, panels, maps, 9000.0, radii, gradient, keep_saturated, True
     )
     written = flat.status == 0
     assert written.sum() > 40 and (flat.status != 0).sum() > 20
     if max_adu is not None or saturation:
-        assert (flat.status == rings.Status.SATURATED).any() or flat.saturated.any()
+        assert (flat.status == Status.SATURATED).any() or flat.saturated.any()
     for name in ("status", "saturated", "I", "sigma", "peak", "background"):
         np.testing.assert_array_equal(getattr(flat, name), getattr(by_panel, name), name)
-    ok = flat.status != rings.Status.OFF_PANEL
+    ok = flat.status != Status.OFF_PANEL
     np.testing.assert_array_equal(flat.n_peak[ok], by_panel.n_peak[ok])
     np.testing.assert_array_equal(flat.n_background[ok], by_panel.n_background[ok])
 
 
-def test_frame_layout_is_memoised_but_gains_follow_the_energy():
+def test_frame_layout_is_shared_but_gains_follow_the_energy():
     det = parse_geometry(two_panels(120, 90).replace("adu_per_photon = 2", "adu_per_eV = 0.001"))
     frame, _ = frame_pixels(det)
-    a = rings._frame_pixels(frame, list(det.panels), 9000.0)
-    b = rings._frame_pixels(frame, list(det.panels), 12000.0)
-    assert a.offset is b.offset and a.width is b.width  # one layout per panel list
+    run = DetectorLayout(det)
+    a = run.frame_pixels(frame, 9000.0)
+    b = run.frame_pixels(frame, 12000.0)
+    assert a.offset is b.offset and a.width is b.width  # one layout per run
     np.testing.assert_array_equal(a.gain, [9.0, 9.0])
     np.testing.assert_array_equal(b.gain, [12.0, 12.0])
     assert a.size == 120 * 100 + 90 * 80 and not a.offset.flags.writeable
@@ -158,7 +160,7 @@ def test_frame_layout_is_memoised_but_gains_follow_the_energy():
     stacked = SimpleNamespace(
         data={"a": whole[:100], "b": whole[100:]}, bad={"a": None, "b": None}, saturation=None
     )
-    fp = rings._frame_pixels(stacked, list(same.panels), 9000.0)
+    fp = DetectorLayout(same).frame_pixels(stacked, 9000.0)
     assert np.shares_memory(fp.image, whole) and fp.image.size == whole.size
     assert math.isinf(fp.max_adu[0])
     assert central_pixels(np.array([2.9]), np.array([0.1]))[0][0] == 2

@@ -7,16 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from streamfilter.integrate import Status
+from streamfilter.integrate.background import BackgroundWindows, PolarGrid, fit_radial_background
 from streamfilter.integrate.boxes import Boxes
-from streamfilter.integrate.rings import Status
-from streamfilter.integrate.robust import (
-    BackgroundWindows,
-    PolarGrid,
-    RobustOptions,
-    disc_mask,
-    fit_radial_background,
-    integrate_robust,
-)
+from streamfilter.integrate.robust import RobustOptions, disc_mask, integrate_robust
 
 RADII = (3.0, 4.0, 5.0)
 W = 8  # box half-width: the default local annulus reaches 8 px

@@ -29,8 +29,8 @@ def run_python(code: str, cwd: Path = REPO, env: dict | None = None) -> str:
 
 
 def test_background_choices_are_the_robust_modules():
+    from streamfilter.cli.reintegrate import BACKGROUNDS
     from streamfilter.integrate.robust import BACKGROUNDS as ROBUST
-    from streamfilter.reintegrate import BACKGROUNDS
 
     assert BACKGROUNDS == ROBUST
 
@@ -103,7 +103,7 @@ def test_malloc_keeps_freed_memory_unless_told_otherwise():
         pytest.skip("glibc only")
     import os
 
-    code = "from streamfilter.pipeline import keep_freed_memory as k; print(k(), k())"
+    code = "from streamfilter.pipeline.tuning import keep_freed_memory as k; print(k(), k())"
     # (Dask sets MALLOC_TRIM_THRESHOLD_ in the environment of the processes it starts)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
     assert run_python(code, env=env).split() == ["True", "True"]

@@ -12,7 +12,7 @@ import pytest
 from streamfilter.cli.synth import main
 from streamfilter.frames import FrameSource
 from streamfilter.geometry import parse_geometry
-from streamfilter.integrate.rings import integrate_frame_crystfel
+from streamfilter.pipeline import integrate_frame
 from streamfilter.stream import ReflectionTable, format_reflections, read_stream
 from streamfilter.synth import (
     BRAGG_QUANTUM,
@@ -90,7 +90,8 @@ def test_reflection_rows_are_crystfel_rings_of_the_frames(synth):
             if not c.crystals:
                 continue
             frame = src.load(c.filename, c.event)
-            res = integrate_frame_crystfel(
+            res = integrate_frame(
+                "crystfel",
                 frame,
                 det,
                 c.crystals,

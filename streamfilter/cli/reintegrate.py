@@ -1,17 +1,191 @@
-"""``streamfilter reintegrate``."""
+"""``streamfilter reintegrate``: re-integrate every reflection from its frame."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from streamfilter.errors import StreamfilterError
+from streamfilter.integrate import DEFAULT_METHOD, METHODS
+from streamfilter.pipeline.config import DEFAULT_RADII
+from streamfilter.pipeline.journal import DEFAULT_INTERVAL
+
+from ._common import add_frame_arguments
+
+
+def _methods_help() -> str:
+    from streamfilter.integrate.profile import HELP as PROFILE_HELP
+    from streamfilter.integrate.robust import HELP
+
+    return METHODS_HELP.replace("{robust}", HELP).replace("{profile}", PROFILE_HELP)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills the robust and profile methods' text into the epilog only when the help is
+    shown: their modules are imported (~8 ms) only then, not by every run."""
+
+    def add_text(self, text: str | None) -> None:
+        super().add_text(_methods_help() if text is METHODS_HELP else text)
+
+
+#: ``--background`` choices: :data:`streamfilter.integrate.robust.BACKGROUNDS` (a test checks
+#: that they are the same), written out so that parsing options does not import that module.
+BACKGROUNDS = ("radial", "plane", "mean")
+
+
+METHODS_HELP = """\
+methods:
+  crystfel  reproduces indexamajig's rings integration number for number (CrystFEL 0.12):
+            re-predicts every reflection from astar/bstar/cstar, photon energy, det_shift and
+            the geometry; peak disc d^2 <= r1^2, background annulus r2^2 <= d^2 <= r3^2 around
+            the pixel holding the prediction; overlap mask of all predicted reflections; flat
+            mean background (plane with -grad, taken from the stream's --integration); sigma
+            with the Poisson term from adu_per_photon; drops I < -5 sigma. -sat keeps
+            saturated reflections.
+{robust}
+{profile}
+failures and interruptions:
+  A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
+  range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
+  whose text cannot be used stops the run with an error naming file, line and chunk (exit
+  status 2); --keep-going copies it verbatim and counts it instead, so that every input
+  chunk comes out, rewritten or verbatim. An error or an interruption (Ctrl-C, SIGTERM)
+  never leaves a file at OUT, and the input is never modified.
+
+files of --resume (in the directory of OUT):
+  OUT.partial     the output so far (OUT itself appears only when the run is complete);
+                  TABLE.partial likewise for --table
+  OUT.sfjournal   progress journal (JSON): the input's path, size and mtime, a digest of
+                  the options, the chunk and byte offset to continue from, the size of each
+                  partial file there; synced to disk every --journal-every seconds
+  When a --resume run is interrupted (Ctrl-C, SIGTERM, killed, power cut) after its first
+  checkpoint, both files stay; running the same command again continues from the journal
+  (checked against the input and options) and gives output byte-identical to an
+  uninterrupted run. A successful run renames OUT.partial to OUT and removes the journal;
+  an error removes both. Delete both files to start afresh.
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..reintegrate import add_parser
+    p = sub.add_parser(
+        "reintegrate",
+        help="re-integrate every reflection from its HDF5 frame",
+        formatter_class=_HelpFormatter,
+        description="Re-integrate every reflection of every crystal from the frames the "
+        "stream references and write a stream that partialator and process_hkl read as "
+        "indexamajig's. Only reflection rows and num_* counters change.",
+        epilog=METHODS_HELP,
+    )
+    p.add_argument("input", metavar="IN", help="input stream, - for stdin")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output, - for stdout")
+    p.add_argument(
+        "--int-radius",
+        metavar="R1,R2,R3",
+        help="ring radii in pixels (default: the stream's own, else "
+        + ",".join(f"{r:g}" for r in DEFAULT_RADII)
+        + ")",
+    )
+    p.add_argument(
+        "--method",
+        choices=tuple(METHODS),
+        default=DEFAULT_METHOD,
+        help=f"integration method (default {DEFAULT_METHOD}; crystfel reproduces indexamajig)",
+    )
+    p.add_argument(
+        "--background",
+        choices=BACKGROUNDS,
+        help="background model of --method robust (default radial; see below)",
+    )
+    add_frame_arguments(p)
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that integrate: this one and N-1 workers (default 1)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="run on Dask: 'local' for a LocalCluster or a scheduler address",
+    )
+    p.add_argument("--table", metavar="FILE", help="write per-reflection diagnostics (CSV)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a frame that cannot be read is an error (default: pass the chunk "
+        "through unchanged and count it)",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="copy chunks that cannot be used (malformed text, unusable crystal "
+        "values) verbatim, count them and continue, instead of stopping",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="make the run resumable, and resume it: write OUT.partial and a "
+        "progress journal OUT.sfjournal (see below); if they are there from an "
+        "interrupted run with the same input and options, continue from the "
+        "journal",
+    )
+    p.add_argument(
+        "--journal-every",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help="how often --resume syncs the partial output and the journal to "
+        f"disk (default {DEFAULT_INTERVAL:g})",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
 
-    add_parser(sub)
+
+def _radii(text: str | None) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        r = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        r = ()
+    if len(r) != 3 or not (0 < r[0] < r[1] <= r[2]):
+        raise StreamfilterError(f"--int-radius {text!r}: expected three radii r1 < r2 <= r3")
+    return r  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..reintegrate import run as _run
+    from streamfilter.pipeline.journal import is_resumable, journal_path, partial_path
+    from streamfilter.pipeline.run import reintegrate
 
-    return _run(args)
+    try:
+        s = reintegrate(
+            args.input,
+            args.output,
+            method=args.method,
+            int_radius=_radii(args.int_radius),
+            background=args.background,
+            geometry=args.geometry,
+            data_roots=args.data_root,
+            jobs=args.jobs,
+            dask=args.dask,
+            table=args.table,
+            strict=args.strict,
+            keep_going=args.keep_going,
+            quiet=args.quiet,
+            resume=args.resume,
+            journal_every=args.journal_every,
+        )
+    except BaseException as e:
+        journal = journal_path(args.output)
+        if args.resume and is_resumable(e) and journal.is_file():
+            print(
+                f"reintegrate: progress kept in {partial_path(args.output)} and {journal}; "
+                "run the same command again (with --resume) to continue",
+                file=sys.stderr,
+            )
+        raise
+    if not args.quiet:
+        print(s.format(), file=sys.stderr)
+    return 0

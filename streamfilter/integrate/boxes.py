@@ -350,3 +350,23 @@ def gather_boxes(
         centre_fs=np.asarray(centre_fs, dtype=np.int64).copy(),
         centre_ss=np.asarray(centre_ss, dtype=np.int64).copy(),
     )
+
+
+def stamp_discs(
+    shape: tuple[int, int], fs: np.ndarray, ss: np.ndarray, radius: float
+) -> np.ndarray:
+    """bool (h, w): pixels whose centre lies within ``radius`` (integer offsets from the
+    pixel holding the position) of any of the panel-relative positions."""
+    out = np.zeros(shape, dtype=bool)
+    if len(fs) == 0:
+        return out
+    h, w = shape
+    cf, cs = central_pixels(fs, ss)
+    r = int(radius)
+    d = np.arange(-r, r + 1)
+    dss, dfs = np.nonzero(d[:, None] ** 2 + d[None, :] ** 2 <= radius * radius)
+    pf = cf[:, None] + (dfs - r)[None, :]
+    ps = cs[:, None] + (dss - r)[None, :]
+    on = (pf >= 0) & (pf < w) & (ps >= 0) & (ps < h)
+    out[ps[on], pf[on]] = True
+    return out

@@ -73,13 +73,20 @@ from typing import Any
 
 import numpy as np
 
-from streamfilter.integrate.rings import CrystalResult, RingsResult, Status, finish_result
+from streamfilter.integrate.layout import DetectorLayout
+from streamfilter.integrate.model import (
+    CrystalPredictions,
+    CrystalResult,
+    FoundPeaks,
+    RingsResult,
+    Status,
+    finish_result,
+)
 from streamfilter.integrate.robust import (
     PanelWork,
     RobustOptions,
     assemble_results,
-    integrate_frame_panels,
-    polar_grid,
+    integrate_panels,
 )
 
 __all__ = [
@@ -89,7 +96,7 @@ __all__ = [
     "pixel_gaussian",
     "fit_reference_profile",
     "fit_profile_intensities",
-    "integrate_frame_profile",
+    "integrate_frame",
 ]
 
 #: Text for ``streamfilter reintegrate --help`` (``--method profile``).
@@ -639,42 +646,36 @@ def _robust_columns(
     return peak, background
 
 
-def integrate_frame_profile(
+def integrate_frame(
     frame: Any,
-    detector: Any,
-    crystals: list[Any],
+    predictions: list[CrystalPredictions],
+    peaks: FoundPeaks | None,
     photon_energy_eV: float,
     radii: tuple[float, float, float],
+    layout: DetectorLayout,
     options: ProfileOptions | None = None,
-    *,
-    bandwidth: float | None = None,
-    peaks: Any = None,
-    push_res: float = math.inf,
-    use_stream_rows: bool = True,
 ) -> list[CrystalResult]:
-    """Re-predict and integrate every crystal of one frame by profile fitting.
+    """Integrate every crystal of one frame by profile fitting on the robust background.
 
-    Parameters and return value as for
-    :func:`streamfilter.integrate.robust.integrate_frame_robust` (``options`` is a
-    :class:`ProfileOptions`); the rows written, statuses other than IMPLAUSIBLE, and the
-    ``peak`` and ``background`` columns are robust's, I and sigma(I) come from the profile
-    fit (ADU).
+    Parameters and return value as for :func:`streamfilter.integrate.robust.integrate_frame`
+    (``options`` is a :class:`ProfileOptions`); the rows written, statuses other than
+    IMPLAUSIBLE, and the ``peak`` and ``background`` columns are robust's, I and sigma(I)
+    come from the profile fit (ADU).
     """
     options = options or ProfileOptions()
-    base, work = integrate_frame_panels(
-        frame, detector, crystals, photon_energy_eV, radii, options.robust,
-        bandwidth=bandwidth, peaks=peaks, push_res=push_res, use_stream_rows=use_stream_rows,
-    )  # fmt: skip
+    work = integrate_panels(
+        frame, predictions, peaks, photon_energy_eV, radii, layout, options.robust
+    )
     if not work:
-        return assemble_results(base, work)
-    grid = polar_grid(detector, getattr(frame, "header", None))
+        return assemble_results(predictions, work, layout)
+    grid = layout.polar_grid(getattr(frame, "header", None))
     r1 = int(radii[0])
     arrays = [_panel_arrays(pw, r1, grid, photon_energy_eV, options.fit_margin) for pw in work]
     assigned = _assign_profiles(arrays, options)
     if assigned is None:  # no strong spots to learn a profile from: robust's sums
-        return assemble_results(base, work)
+        return assemble_results(predictions, work, layout)
     fits = [_fit_panel(pa, asg, options) for pa, asg in zip(arrays, assigned, strict=True)]
     cov = _frame_covariance(arrays, fits, options)
     for pa, (_, fi, fsig, coef) in zip(arrays, fits, strict=True):
         pa.work.result = _finish_panel(pa, fi, fsig, coef, cov, options, radii)
-    return assemble_results(base, work)
+    return assemble_results(predictions, work, layout)

@@ -11,7 +11,7 @@
 * ``<name>.cell``: the target unit cell;
 * ``<name>.stream``: a format-2.3 stream in indexamajig's layout whose crystals carry the
   **true** orientations and whose reflection rows are a CrystFEL-identical ``rings``
-  integration (:func:`streamfilter.integrate.rings.integrate_frame_crystfel`) of the noisy
+  integration (:func:`streamfilter.pipeline.integrate_frame`, ``crystfel``) of the noisy
   frames at the predicted positions (:func:`streamfilter.predict.predict_reflections`);
 * ``<name>_truth.h5``: the noise-free Bragg image and background of every frame, the true
   intensity of every spot, the crystals and the full intensity list (see :class:`Truth`).

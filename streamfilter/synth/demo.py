@@ -22,9 +22,11 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
     Progress and the table are printed to ``out`` (default: standard output).
     """
     out = out or sys.stdout
+    import functools
+
     from ..accuracy import compare_on_truth, format_side_by_side
-    from ..integrate.profile import integrate_frame_profile
-    from ..reintegrate import reintegrate
+    from ..pipeline import integrate_frame
+    from ..pipeline.run import reintegrate
     from .config import SynthConfig
     from .dataset import generate
 
@@ -45,7 +47,7 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
               f"frames, {s.counters['reflections_out']} reflections written -> {target.name} "
               f"({time.perf_counter() - t0:.1f} s)", file=out)
     cmp = compare_on_truth(ds.stream_path, ds.truth_path, perfect_background=True,
-                           extra={"profile": integrate_frame_profile})
+                           extra={"profile": functools.partial(integrate_frame, "profile")})
     tables = cmp.tables(["crystfel", "robust", "profile", "perfect"])
     print("5. accuracy against the noise-free truth, on the rows every method writes "
           "(RMS of I - T in photons, z = RMS of (I - T)/sigma; ratio = method / crystfel;\n"

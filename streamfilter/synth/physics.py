@@ -92,7 +92,7 @@ def _printed(values: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def make_crystal(config: SynthConfig, rng: np.random.Generator) -> SimpleNamespace:
-    """A crystal with the attributes integrate_frame_crystfel reads (nm^-1 throughout)."""
+    """A crystal with the attributes the prediction reads (nm^-1 throughout)."""
     a_nm, c_nm = config.cell_A[0] / 10.0, config.cell_A[1] / 10.0
     rot = _random_rotation(rng)
     recip = rot @ np.diag([1.0 / a_nm, 1.0 / a_nm, 1.0 / c_nm])  # columns a*, b*, c*

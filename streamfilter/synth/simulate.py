@@ -11,7 +11,6 @@ import numpy as np
 from ..frames import Frame
 from ..geometry import Detector
 from ..integrate.boxes import gather_window
-from ..integrate.rings import integrate_frame_crystfel
 from ..predict import predict_reflections
 from ..stream import PeakTable
 from .chunks import chunk_text
@@ -100,7 +99,10 @@ def simulate_frame(
         bad=bad_panels,
         saturation=None,
     )
-    results = integrate_frame_crystfel(
+    from ..pipeline.frame import integrate_frame
+
+    results = integrate_frame(
+        "crystfel",
         frame,
         detector,
         crystals,

@@ -33,6 +33,8 @@ import numpy as np
 
 __all__ = [
     "Predictions",
+    "PredictionGeometry",
+    "prediction_geometry",
     "predict_reflections",
     "positions_for",
     "photon_energy_to_wavelength",
@@ -123,7 +125,7 @@ class _PanelGeom:
 
 
 @dataclass
-class _Geometry:
+class PredictionGeometry:
     """``create_detgeom`` of a detector for one frame's header values: the panels'
     :class:`_PanelGeom` and, for :func:`_locate`, the same numbers as arrays (one row per
     panel, geometry order).
@@ -183,19 +185,16 @@ class _Geometry:
         return mats
 
 
-# The geometry of the last few (detector, header values): every crystal of a run has the same
-# one.  Detectors are not modified once parsed; the entry holds the detector, so that its id
-# cannot be reused while it is cached.  Plain dict operations: safe in threads (Dask).
-_GEOMETRIES: dict[tuple, tuple[Any, _Geometry]] = {}
-
-
-def _panel_geoms(detector: Any, header_values: Mapping[str, float] | None) -> _Geometry:
+def prediction_geometry(
+    detector: Any, header_values: Mapping[str, float] | None = None
+) -> PredictionGeometry:
     """``create_detgeom``: corners in pixels, the whole-detector shift applied to them, and
-    ``cnz = (clen + coffset) / pixel_pitch`` (memoised per detector and header values)."""
-    key = (id(detector), tuple(sorted(header_values.items())) if header_values else ())
-    hit = _GEOMETRIES.get(key)
-    if hit is not None and hit[0] is detector:
-        return hit[1]
+    ``cnz = (clen + coffset) / pixel_pitch``.
+
+    The same for every crystal of a frame (and of a run, unless ``clen`` or the detector
+    shift come from per-frame header values): build it once and pass it to
+    :func:`predict_reflections` / :func:`positions_for` as ``geometry``.
+    """
     shift = getattr(detector, "detector_shift_m", None)
     sx, sy = shift(header_values) if shift is not None else (0.0, 0.0)
     out = []
@@ -219,7 +218,7 @@ def _panel_geoms(detector: Any, header_values: Mapping[str, float] | None) -> _G
         [[[g.cnx, g.fsv[0], g.ssv[0]], [g.cny, g.fsv[1], g.ssv[1]], [g.cnz, g.fsv[2], g.ssv[2]]]
          for g in out], dtype=np.float64,
     ).reshape(len(out), 3, 3)  # fmt: skip
-    geometry = _Geometry(
+    geometry = PredictionGeometry(
         panels=out,
         columns=columns,
         pitch=np.array([g.pixel_pitch for g in out], dtype=np.float64),
@@ -235,20 +234,17 @@ def _panel_geoms(detector: Any, header_values: Mapping[str, float] | None) -> _G
     for a in (geometry.columns, geometry.pitch, geometry.width, geometry.height, geometry.inverse):
         if a is not None:
             a.flags.writeable = False  # shared by every crystal
-    if len(_GEOMETRIES) >= 8:
-        _GEOMETRIES.clear()
-    _GEOMETRIES[key] = (detector, geometry)
     return geometry
 
 
-def _max_resolution(geoms: _Geometry | list[_PanelGeom], wavelength: float) -> float:
+def _max_resolution(geoms: PredictionGeometry | list[_PanelGeom], wavelength: float) -> float:
     """``detgeom_max_resolution``: largest |q| (m^-1) over all panel corners."""
-    memo = geoms.max_resolution if isinstance(geoms, _Geometry) else {}
+    memo = geoms.max_resolution if isinstance(geoms, PredictionGeometry) else {}
     best = memo.get(wavelength)
     if best is not None:
         return best
     best = 0.0
-    for g in geoms.panels if isinstance(geoms, _Geometry) else geoms:
+    for g in geoms.panels if isinstance(geoms, PredictionGeometry) else geoms:
         f0, f1, f2 = (float(v) for v in g.fsv)
         s0, s1, s2 = (float(v) for v in g.ssv)
         for fs, ss in ((0, 0), (0, g.h), (g.w, 0), (g.w, g.h)):
@@ -268,7 +264,7 @@ def _locate(
     x: np.ndarray,
     y: np.ndarray,
     zk: np.ndarray,
-    geometry: _Geometry,
+    geometry: PredictionGeometry,
     det_shift_m: tuple[float, float],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``locate_peak``: first panel hit by the rays ``(x, y, zk)``; -1 where none.
@@ -750,6 +746,7 @@ def predict_reflections(
     max_one_over_d: float = math.inf,
     centering: str = "P",
     header_values: Mapping[str, float] | None = None,
+    geometry: PredictionGeometry | None = None,
 ) -> Predictions:
     """Predict one crystal's reflections like indexamajig's ``predict_to_res``.
 
@@ -776,15 +773,19 @@ def predict_reflections(
         Lattice centring letter for the systematic absences.
     header_values : mapping, optional
         The frame's HDF5 header values, when ``clen`` or ``detector_shift_x/y`` name one.
+    geometry : PredictionGeometry, optional
+        :func:`prediction_geometry` of ``detector`` and ``header_values``, when the caller
+        keeps one (otherwise it is built here).
 
     Returns
     -------
     Predictions
         Sorted by (h, k, l).
     """
+    geometry = geometry or prediction_geometry(detector, header_values)
     return _predict(
-        astar, bstar, cstar, photon_energy_eV, detector, profile_radius, bandwidth, det_shift_mm,
-        max_one_over_d, centering, header_values,
+        astar, bstar, cstar, photon_energy_eV, geometry, profile_radius, bandwidth, det_shift_mm,
+        max_one_over_d, centering,
     )[0]  # fmt: skip
 
 
@@ -793,13 +794,12 @@ def _predict(
     bstar: Any,
     cstar: Any,
     photon_energy_eV: float,
-    detector: Any,
+    geoms: PredictionGeometry,
     profile_radius: float | None,
     bandwidth: float | None,
     det_shift_mm: tuple[float, float],
     max_one_over_d: float,
     centering: str,
-    header_values: Mapping[str, float] | None,
 ) -> tuple[Predictions, _Ewald]:
     """:func:`predict_reflections`, plus the R-independent ``check_reflection`` terms of the
     predicted reflections (in the same order), for :func:`_threshold_radius_of_predicted`."""
@@ -809,7 +809,6 @@ def _predict(
         r = (profile_radius or 0.0) * 1e9
         bw = bandwidth or 0.0
         shift_m = (det_shift_mm[0] * 1e-3, det_shift_mm[1] * 1e-3)
-        geoms = _panel_geoms(detector, header_values)
 
         real = np.ascontiguousarray(np.linalg.inv(recip).T)  # rows a, b, c in m
         mres = min(_max_resolution(geoms, wavelength), max_one_over_d)
@@ -883,6 +882,7 @@ def positions_for(
     profile_radius: float | None = None,
     bandwidth: float | None = None,
     header_values: Mapping[str, float] | None = None,
+    geometry: PredictionGeometry | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted position of given Miller indices (no excitation-error cut).
 
@@ -909,4 +909,5 @@ def positions_for(
         kpred = np.full(xl.shape, 1.0 / wavelength)
     shift_m = (det_shift_mm[0] * 1e-3, det_shift_mm[1] * 1e-3)
     with np.errstate(**_QUIET):
-        return _locate(xl, yl, zl + kpred, _panel_geoms(detector, header_values), shift_m)
+        geometry = geometry or prediction_geometry(detector, header_values)
+        return _locate(xl, yl, zl + kpred, geometry, shift_m)

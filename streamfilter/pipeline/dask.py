@@ -15,9 +15,10 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .errors import StreamfilterError
-from .pipeline import ChunkResult, ReintegrateConfig, _worker_processor, process_batch
-from .stream.index import ChunkIndex, read_range_bytes
+from streamfilter.errors import StreamfilterError
+from streamfilter.pipeline.config import ReintegrateConfig
+from streamfilter.pipeline.step import ChunkResult, _worker_processor, process_batch
+from streamfilter.stream.index import ChunkIndex, read_range_bytes
 
 RETRIES = 3
 

@@ -5,47 +5,42 @@ The library entry point is :func:`reintegrate`; the CLI only parses options.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
 import io
 import math
-import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import StreamfilterError, StreamFormatError
-from .journal import (
+from streamfilter.errors import StreamfilterError, StreamFormatError
+from streamfilter.pipeline.config import (
+    ReintegrateConfig,
+    add_provenance,
+    config_for,
+)
+from streamfilter.pipeline.engines import run_chunks
+from streamfilter.pipeline.journal import (
     DEFAULT_INTERVAL,
     Checkpoint,
     InputIdentity,
     ResumableRun,
     clear_stale,
-    is_resumable,
     journal_path,
     options_digest,
     partial_path,
     read_journal,
 )
-from .pipeline import (
-    DEFAULT_RADII,
-    METHODS,
-    TABLE_COLUMNS,
-    ChunkResult,
-    ReintegrateConfig,
-    ReintegrateSummary,
-    add_provenance,
-    config_for,
-    run_chunks,
-)
-from .progress import byte_progress, input_size
-from .stream import (
+from streamfilter.pipeline.step import TABLE_COLUMNS, ChunkResult
+from streamfilter.progress import byte_progress, input_size
+from streamfilter.stream import (
     StreamHeader,
     StreamReader,
     StreamWriter,
@@ -53,6 +48,47 @@ from .stream import (
     is_same_file,
     read_stream,
 )
+
+
+@dataclass
+class ReintegrateSummary:
+    """Counters of a run (summed over chunks) and the chunks passed through unchanged."""
+
+    counters: Counter = field(default_factory=Counter)
+    passed_through: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    config: ReintegrateConfig | None = None
+
+    def add(self, result: ChunkResult) -> None:
+        self.counters.update(result.counters)
+        if result.passed_through:
+            self.passed_through.append(result.passed_through)
+
+    def format(self) -> str:
+        from streamfilter.integrate import Status
+
+        c = self.counters
+        names = {int(s): s.name.lower() for s in Status}
+        dropped = ", ".join(
+            f"{names.get(int(k[7:]), k)} {v}"
+            for k, v in sorted(c.items())
+            if k.startswith("status_") and int(k[7:]) != 0 and v
+        )
+        rate = c["chunks"] / self.seconds if self.seconds > 0 else float("nan")
+        lines = [
+            f"reintegrate: {c['chunks']} chunks, {c['frames_read']} frames read, "
+            f"{c['crystals']} crystals, {c['no_crystals']} chunks without crystals",
+            f"  reflections: {c['reflections_in']} in the input, {c['reflections_out']} "
+            f"written; not written: {dropped or 'none'}",
+            f"  chunks passed through unchanged: {c['passed_through']}",
+            f"  time {self.seconds:.1f} s ({rate:.1f} chunks/s)",
+        ]
+        for p in self.passed_through[:20]:
+            lines.append(f"    {p}")
+        if len(self.passed_through) > 20:
+            lines.append(f"    ... and {len(self.passed_through) - 20} more")
+        return "\n".join(lines)
+
 
 
 class _TableWriter:
@@ -204,8 +240,8 @@ def _run(
         if dask is not None and input_size(input_path) is not None:
             # Workers read their chunk ranges from the file; the client only the index.
             # The last range's result carries the bytes after the last chunk.
-            from .distributed import dask_range_map
-            from .stream.index import build_index
+            from streamfilter.pipeline.dask import dask_range_map
+            from streamfilter.stream.index import build_index
 
             results = dask_range_map(config, build_index(input_path), dask, jobs=max(jobs, 1))
             trailer = b""
@@ -255,7 +291,7 @@ def _run_resumable(
     A checkpoint is taken just before a chunk's new bytes are written: the output then
     holds everything before that chunk's begin line, and the input continues at that line.
     """
-    from . import __version__
+    from streamfilter import __version__
 
     identity = InputIdentity.of(input_path)
     # search_dirs[0] is the input's own directory: a run directory may move between runs
@@ -321,7 +357,7 @@ def _run_resumable(
 
 def _check_position(input_path: str, position: Any, journal: Any) -> None:
     """The journaled position must name a chunk's begin line in the input."""
-    from .stream.model import BEGIN_CHUNK
+    from streamfilter.stream.model import BEGIN_CHUNK
 
     fix = f"; delete {journal} to start afresh"
     kinds = {"header_end": int, "offset": int, "chunk": int, "line": int, "version": str}
@@ -342,7 +378,7 @@ def _continue_reader(
     input_path: str, identity: InputIdentity, cp: Checkpoint, keep_going: bool
 ) -> StreamReader:
     """A reader over the input from the journaled chunk on (the header is read too)."""
-    from .stream.index import read_range_bytes
+    from streamfilter.stream.index import read_range_bytes
 
     at = cp.position
     reader = read_range_bytes(
@@ -398,8 +434,8 @@ def _check_geometry(
     config: ReintegrateConfig, header: StreamHeader, input_path: str, geometry: str | None
 ) -> None:
     """Parse the geometry once up front, so an error names the file and its line."""
-    from .geometry import GeometryError, parse_geometry
-    from .stream.model import BEGIN_GEOM
+    from streamfilter.geometry import GeometryError, parse_geometry
+    from streamfilter.stream.model import BEGIN_GEOM
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the workers' own parse reports warnings
@@ -425,197 +461,3 @@ def _check_geometry(
             raise StreamFormatError(
                 input_path, line, None, f"embedded geometry{key}: {e.message}"
             ) from None
-
-
-def add_frame_arguments(p: argparse.ArgumentParser) -> None:
-    """``--data-root`` and ``--geometry``: where frames and geometry come from (every command
-    that reads frames takes them)."""
-    p.add_argument(
-        "--data-root",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="directory to look for the frames in (repeatable); the stream's own "
-        "directory is searched first",
-    )
-    p.add_argument(
-        "-g",
-        "--geometry",
-        metavar="FILE",
-        help="geometry file (default: the one embedded in the stream)",
-    )
-
-
-def _methods_help() -> str:
-    from .integrate.profile import HELP as PROFILE_HELP
-    from .integrate.robust import HELP
-
-    return METHODS_HELP.replace("{robust}", HELP).replace("{profile}", PROFILE_HELP)
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Fills the robust and profile methods' text into the epilog only when the help is
-    shown: their modules are imported (~8 ms) only then, not by every run."""
-
-    def add_text(self, text: str | None) -> None:
-        super().add_text(_methods_help() if text is METHODS_HELP else text)
-
-
-#: ``--background`` choices: :data:`streamfilter.integrate.robust.BACKGROUNDS` (a test checks
-#: that they are the same), written out so that parsing options does not import that module.
-BACKGROUNDS = ("radial", "plane", "mean")
-
-
-METHODS_HELP = """\
-methods:
-  crystfel  reproduces indexamajig's rings integration number for number (CrystFEL 0.12):
-            re-predicts every reflection from astar/bstar/cstar, photon energy, det_shift and
-            the geometry; peak disc d^2 <= r1^2, background annulus r2^2 <= d^2 <= r3^2 around
-            the pixel holding the prediction; overlap mask of all predicted reflections; flat
-            mean background (plane with -grad, taken from the stream's --integration); sigma
-            with the Poisson term from adu_per_photon; drops I < -5 sigma. -sat keeps
-            saturated reflections.
-{robust}
-{profile}
-failures and interruptions:
-  A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
-  range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
-  whose text cannot be used stops the run with an error naming file, line and chunk (exit
-  status 2); --keep-going copies it verbatim and counts it instead, so that every input
-  chunk comes out, rewritten or verbatim. An error or an interruption (Ctrl-C, SIGTERM)
-  never leaves a file at OUT, and the input is never modified.
-
-files of --resume (in the directory of OUT):
-  OUT.partial     the output so far (OUT itself appears only when the run is complete);
-                  TABLE.partial likewise for --table
-  OUT.sfjournal   progress journal (JSON): the input's path, size and mtime, a digest of
-                  the options, the chunk and byte offset to continue from, the size of each
-                  partial file there; synced to disk every --journal-every seconds
-  When a --resume run is interrupted (Ctrl-C, SIGTERM, killed, power cut) after its first
-  checkpoint, both files stay; running the same command again continues from the journal
-  (checked against the input and options) and gives output byte-identical to an
-  uninterrupted run. A successful run renames OUT.partial to OUT and removes the journal;
-  an error removes both. Delete both files to start afresh.
-"""
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "reintegrate",
-        help="re-integrate every reflection from its HDF5 frame",
-        formatter_class=_HelpFormatter,
-        description="Re-integrate every reflection of every crystal from the frames the "
-        "stream references and write a stream that partialator and process_hkl read as "
-        "indexamajig's. Only reflection rows and num_* counters change.",
-        epilog=METHODS_HELP,
-    )
-    p.add_argument("input", metavar="IN", help="input stream, - for stdin")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output, - for stdout")
-    p.add_argument(
-        "--int-radius",
-        metavar="R1,R2,R3",
-        help="ring radii in pixels (default: the stream's own, else "
-        + ",".join(f"{r:g}" for r in DEFAULT_RADII)
-        + ")",
-    )
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        default="profile",
-        help="integration method (default profile; crystfel reproduces indexamajig)",
-    )
-    p.add_argument(
-        "--background",
-        choices=BACKGROUNDS,
-        help="background model of --method robust (default radial; see below)",
-    )
-    add_frame_arguments(p)
-    p.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="processes that integrate: this one and N-1 workers (default 1)",
-    )
-    p.add_argument(
-        "--dask",
-        metavar="SCHEDULER",
-        help="run on Dask: 'local' for a LocalCluster or a scheduler address",
-    )
-    p.add_argument("--table", metavar="FILE", help="write per-reflection diagnostics (CSV)")
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="a frame that cannot be read is an error (default: pass the chunk "
-        "through unchanged and count it)",
-    )
-    p.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="copy chunks that cannot be used (malformed text, unusable crystal "
-        "values) verbatim, count them and continue, instead of stopping",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="make the run resumable, and resume it: write OUT.partial and a "
-        "progress journal OUT.sfjournal (see below); if they are there from an "
-        "interrupted run with the same input and options, continue from the "
-        "journal",
-    )
-    p.add_argument(
-        "--journal-every",
-        type=float,
-        default=DEFAULT_INTERVAL,
-        metavar="SECONDS",
-        help="how often --resume syncs the partial output and the journal to "
-        f"disk (default {DEFAULT_INTERVAL:g})",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    p.set_defaults(func=run)
-
-
-def _radii(text: str | None) -> tuple[float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        r = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        r = ()
-    if len(r) != 3 or not (0 < r[0] < r[1] <= r[2]):
-        raise StreamfilterError(f"--int-radius {text!r}: expected three radii r1 < r2 <= r3")
-    return r  # type: ignore[return-value]
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        s = reintegrate(
-            args.input,
-            args.output,
-            method=args.method,
-            int_radius=_radii(args.int_radius),
-            background=args.background,
-            geometry=args.geometry,
-            data_roots=args.data_root,
-            jobs=args.jobs,
-            dask=args.dask,
-            table=args.table,
-            strict=args.strict,
-            keep_going=args.keep_going,
-            quiet=args.quiet,
-            resume=args.resume,
-            journal_every=args.journal_every,
-        )
-    except BaseException as e:
-        journal = journal_path(args.output)
-        if args.resume and is_resumable(e) and journal.is_file():
-            print(
-                f"reintegrate: progress kept in {partial_path(args.output)} and {journal}; "
-                "run the same command again (with --resume) to continue",
-                file=sys.stderr,
-            )
-        raise
-    if not args.quiet:
-        print(s.format(), file=sys.stderr)
-    return 0

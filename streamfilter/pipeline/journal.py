@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import StreamfilterError
-from .stream.writer import check_output_dir, commit_temp, signals_held
+from streamfilter.errors import StreamfilterError
+from streamfilter.stream.writer import check_output_dir, commit_temp, signals_held
 
 try:
     import fcntl

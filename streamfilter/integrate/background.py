@@ -1,0 +1,415 @@
+"""The frame-wide radial background model of ``--method robust`` (``--background radial``).
+
+Every pixel centre gets its scattering angle (as ``rho``, the distance from the beam on a
+flat detector at the median camera length, in pixels) and azimuth ``phi`` from the lab
+geometry (:class:`PolarGrid`).  In each 1-px ring of equal ``rho`` the background is
+``c0 + c1 cos(phi) + s1 sin(phi) + c2 cos(2 phi) + s2 sin(2 phi)``; the coefficients are
+smoothed across rings with a local quadratic, pixels far above the model are clipped and the
+fit repeated (:func:`fit_radial_background`).  :class:`BackgroundWindows` is the model cut
+into the boxes around reflections.
+
+Conventions: panel-relative pixel indices, pixel ``i`` spans ``[i, i + 1)`` (centre
+``i + 0.5``); values in ADU; ``adu_per_photon`` converts to photons for the Poisson terms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamfilter.integrate.boxes import _take_window, _window_index
+
+__all__ = [
+    "BackgroundWindows",
+    "PolarGrid",
+    "RadialBackground",
+    "fit_radial_background",
+    "polar_grid",
+]
+
+
+@dataclass
+class BackgroundWindows:
+    """A frame-wide background model cut into the same boxes as the pixels.
+
+    Attributes
+    ----------
+    model : np.ndarray
+        float64 ``(N, B, B)`` background (ADU per pixel); NaN where there is no model.
+    pixel_var : np.ndarray
+        float64 ``(N, B, B)`` expected variance of one background pixel (ADU^2).
+    model_var : np.ndarray
+        float64 ``(N, B, B)`` variance of the model value itself (ADU^2).  Model errors of
+        neighbouring pixels are treated as fully correlated.
+    """
+
+    model: np.ndarray
+    pixel_var: np.ndarray
+    model_var: np.ndarray
+
+
+
+def _truncated_mean_shift(k: float) -> float:
+    """How far (in sigma) the mean of a unit normal truncated above ``k`` lies below 0."""
+    if not math.isfinite(k):
+        return 0.0
+    phi = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
+    return phi / (0.5 * (1.0 + math.erf(k / math.sqrt(2.0))))
+
+
+def _truncated_variance_factor(k: float) -> float:
+    """Variance of a unit normal truncated above ``k`` (one-sided clip), for correcting the
+    variance of clipped residuals."""
+    if not math.isfinite(k):
+        return 1.0
+    phi = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
+    cdf = 0.5 * (1.0 + math.erf(k / math.sqrt(2.0)))
+    lam = phi / cdf
+    return 1.0 - k * lam - lam * lam
+
+
+
+@dataclass
+class PolarGrid:
+    """Scattering geometry of every pixel centre of the detector, panel by panel.
+
+    Attributes
+    ----------
+    rho : dict of str to np.ndarray
+        float64 (h, w): ``L tan(2 theta)`` in pixels, with L the median camera length of the
+        panels in pixels, i.e. the distance from the beam on a flat detector at L.
+    phi : dict of str to np.ndarray
+        float64 (h, w): azimuth ``atan2(y, x)`` in radians (lab frame).
+    """
+
+    rho: dict[str, np.ndarray]
+    phi: dict[str, np.ndarray]
+    # what fit_radial_background derives from the grid alone, computed at its first use
+    plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
+    harmonics: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+
+def polar_grid(detector: Any, header_values: dict[str, float] | None = None) -> PolarGrid:
+    """Scattering angle and azimuth of every pixel centre (built once per run and set of header
+    values by :meth:`streamfilter.integrate.layout.DetectorLayout.polar_grid`).
+
+    The pixel centre ``(fs + 0.5, ss + 0.5)`` (panel-relative) sits at lab
+    ``corner + fs_vec * fs + ss_vec * ss`` (pixels), z = ``(clen + coffset) / pitch`` plus
+    the panel's z components; ``detector_shift_x/y`` moves every corner.
+    """
+    shift = getattr(detector, "detector_shift_m", None)
+    sx, sy = shift(header_values) if shift is not None else (0.0, 0.0)
+    clens = tuple(float(detector.clen_m(header_values, panel=p)) for p in detector.panels)
+    lab = {}
+    for p, clen in zip(detector.panels, clens, strict=True):
+        pitch = 1.0 / float(p.res)
+        ss, fs = np.mgrid[0 : p.height, 0 : p.width].astype(np.float64) + 0.5
+        fv, sv = np.asarray(p.fs, dtype=np.float64), np.asarray(p.ss, dtype=np.float64)
+        x = p.corner_x + sx / pitch + fs * fv[0] + ss * sv[0]
+        y = p.corner_y + sy / pitch + fs * fv[1] + ss * sv[1]
+        z = (clen + float(p.coffset or 0.0)) / pitch + fs * fv[2] + ss * sv[2]
+        lab[p.name] = (x, y, z)
+    length = float(np.median([z.mean() for _, _, z in lab.values()]))
+    return PolarGrid(
+        rho={k: length * np.hypot(x, y) / z for k, (x, y, z) in lab.items()},
+        phi={k: np.arctan2(y, x) for k, (x, y, _) in lab.items()},
+    )
+
+
+@dataclass
+class RadialBackground:
+    """The frame-wide background of :func:`fit_radial_background`.
+
+    The model is kept as its ring coefficients and evaluated only where asked (the boxes),
+    which is much cheaper than a full image per frame.
+
+    Attributes
+    ----------
+    coef : np.ndarray
+        float64 ``(n_ring, p)``: smoothed coefficients of the harmonics ``1, cos phi,
+        sin phi, cos 2phi, ...`` at ring centres ``rho = r + 0.5`` (ADU per pixel).
+    fitted : np.ndarray
+        bool ``(n_ring,)``: the ring had data within the smoothing window.
+    q_cell : np.ndarray
+        float64 ``(n_ring, n_azimuth)``: variance of the model per unit pixel variance.
+    excess : dict of str to float
+        F per panel: measured scatter about the model over its Poisson variance (1 for pure
+        Poisson data; the fit's clipping is corrected for).
+    gain : dict of str to float
+        g (ADU per photon) per panel.
+    grid : PolarGrid
+    clip_shift : float
+        ``phi(k) / Phi(k)`` for the clipping threshold k: a fit to data clipped at k sigma
+        above the model sits that many sigma low, and :meth:`evaluate` adds it back.
+    """
+
+    coef: np.ndarray
+    fitted: np.ndarray
+    q_cell: np.ndarray
+    excess: dict[str, float]
+    gain: dict[str, float]
+    grid: PolarGrid
+    clip_shift: float = 0.0
+
+    def evaluate(
+        self, panel: str, rho: np.ndarray, phi: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Model (ADU), pixel variance ``F g max(model, g)`` and model variance (ADU^2) at
+        pixels of ``panel`` with the given ``rho`` (px) and azimuth ``phi`` (rad); NaN where
+        ``rho`` is NaN or outside the fitted rings."""
+        p = self.coef.shape[1]
+        finite = np.isfinite(rho)
+        phi = np.where(finite, phi, 0.0)
+        hx = _harmonics(phi.ravel(), (p - 1) // 2).reshape(rho.shape + (p,))
+        return self._evaluate(panel, rho, phi, hx)
+
+    def _evaluate(
+        self, panel: str, rho: np.ndarray, phi: np.ndarray, hx: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`evaluate` with the harmonics ``hx`` (``rho.shape + (p,)``) of ``phi`` given
+        (their values do not matter where ``rho`` is NaN)."""
+        n_ring = self.coef.shape[0]
+        n_az = self.q_cell.shape[1]
+        finite = np.isfinite(rho)
+        rho = np.where(finite, rho, 0.0)
+        pos = rho - 0.5
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_ring - 1)
+        i1 = np.minimum(i0 + 1, n_ring - 1)
+        frac = np.clip(pos - i0, 0.0, 1.0)
+        c0 = self.coef[i0]
+        model = np.einsum("...j,...j->...", c0 + frac[..., None] * (self.coef[i1] - c0), hx)
+        model[~finite | ~(self.fitted[i0] | self.fitted[i1])] = np.nan
+        g = float(self.gain[panel])
+        pixel_var = float(self.excess[panel]) * g * np.maximum(model, g)
+        model += self.clip_shift * np.sqrt(pixel_var)
+        ring = np.clip(np.floor(rho).astype(np.int64), 0, n_ring - 1)
+        sector = np.floor((np.where(finite, phi, 0.0) + math.pi) / (2 * math.pi) * n_az)
+        sector = np.clip(sector.astype(np.int64), 0, n_az - 1)
+        model_var = pixel_var * self.q_cell[ring, sector]
+        return model, pixel_var, model_var
+
+    def windows(
+        self, panel: str, centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
+    ) -> BackgroundWindows:
+        """The model of ``panel`` cut into ``(N, 2W+1, 2W+1)`` boxes (NaN off the panel)."""
+        rho_map = self.grid.rho[panel]
+        idx, on = _window_index(rho_map.shape, centre_fs, centre_ss, half_width)
+        rho = _take_window(rho_map, idx, on, np.nan)
+        phi = _take_window(self.grid.phi[panel], idx, on, 0.0)
+        hx = _grid_harmonics(self.grid, panel, (self.coef.shape[1] - 1) // 2)[idx]
+        return BackgroundWindows(*self._evaluate(panel, rho, phi, hx))
+
+    def image(self, panel: str) -> np.ndarray:
+        """The model over the whole panel (ADU, (h, w)), e.g. for plots."""
+        return self.evaluate(panel, self.grid.rho[panel], self.grid.phi[panel])[0]
+
+
+def _harmonics(phi: np.ndarray, order: int) -> np.ndarray:
+    """(N, 2 order + 1): 1, cos phi, sin phi, cos 2phi, sin 2phi, ..."""
+    cols = [np.ones_like(phi)]
+    for k in range(1, order + 1):
+        cols += [np.cos(k * phi), np.sin(k * phi)]
+    return np.stack(cols, axis=1)
+
+
+def _grid_harmonics(grid: PolarGrid, panel: str, order: int) -> np.ndarray:
+    """``_harmonics`` of every pixel of ``panel``, ``(h * w, 2 order + 1)`` (cached on the
+    grid: the geometry is the same from frame to frame)."""
+    cache = grid.harmonics
+    key = (panel, order)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = _harmonics(grid.phi[panel].ravel(), order)
+        hit.flags.writeable = False
+    return hit
+
+
+def _smooth_quadratic(y: np.ndarray, weight: np.ndarray, half: int) -> np.ndarray:
+    """Weighted local-quadratic (Savitzky-Golay) smoothing of the columns of ``y`` (nb, k)
+    over +-``half`` bins; bins without weight in their window come out NaN."""
+    if half <= 0:
+        return np.where(weight[:, None] > 0, y, np.nan)
+    off = np.arange(-half, half + 1, dtype=np.float64)
+    yw = np.where(weight[:, None] > 0, y, 0.0) * weight[:, None]
+    # sum_d a[c + d] * d**j for every centre c (zero outside), j = 0..4, of the weights and
+    # of every weighted column at once
+    cols = np.pad(np.concatenate([weight[:, None], yw], axis=1), ((half, half), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(cols, 2 * half + 1, axis=0)
+    mom = win @ (off[:, None] ** np.arange(5))  # (nb, 1 + k, 5)
+    m0 = mom[:, 0, :]
+    hankel = np.arange(3)[:, None] + np.arange(3)[None, :]
+    mat = m0[:, hankel] + np.eye(3) * 1e-9 * np.maximum(m0[:, 0], 1.0)[:, None, None]
+    # the centre value is the constant term: first row of mat^-1 times the moments
+    first = np.linalg.inv(mat)[:, 0, :]
+    out = np.einsum("nj,nkj->nk", first, mom[:, 1:, :3])
+    out[m0[:, 0] <= 0] = np.nan
+    return out
+
+
+def _sg_variance_factor(half: int) -> float:
+    """Variance of the centre value of an equal-weight quadratic smoother of +-half bins,
+    relative to one bin's variance."""
+    if half <= 0:
+        return 1.0
+    h = half
+    return 3.0 * (3 * h * h + 3 * h - 1) / ((2 * h - 1) * (2 * h + 1) * (2 * h + 3))
+
+
+@dataclass
+class _RadialPlan:
+    """Geometry-only arrays of :func:`fit_radial_background`, computed once per grid."""
+
+    n_ring: int
+    n_panel: int
+    pcell: np.ndarray  # (N,) per pixel: panel * n_ring * n_azimuth + ring * n_azimuth + sector
+    hs: np.ndarray  # (n_azimuth, p) harmonics at the sector centres
+    outer: np.ndarray  # (n_azimuth, p * p) products of the harmonics
+
+
+def _radial_plan(grid: PolarGrid, names: list[str], harmonics: int, n_azimuth: int) -> _RadialPlan:
+    key = (tuple(names), harmonics, n_azimuth)
+    plans = grid.plans
+    if key in plans:
+        return plans[key]
+    rho = np.concatenate([grid.rho[k].ravel() for k in names])
+    phi = np.concatenate([grid.phi[k].ravel() for k in names])
+    ring = np.floor(rho).astype(np.int64)
+    sector = np.floor((phi + math.pi) / (2 * math.pi) * n_azimuth).astype(np.int64)
+    sector = np.clip(sector, 0, n_azimuth - 1)
+    sec_phi = (np.arange(n_azimuth) + 0.5) * (2 * math.pi / n_azimuth) - math.pi
+    hs = _harmonics(sec_phi, harmonics)
+    n_ring = int(ring.max()) + 1
+    panel_id = np.repeat(np.arange(len(names)), [grid.rho[k].size for k in names])
+    plan = _RadialPlan(
+        n_ring=n_ring,
+        n_panel=len(names),
+        pcell=(panel_id * n_ring + ring) * n_azimuth + sector,
+        hs=hs,
+        outer=(hs[:, :, None] * hs[:, None, :]).reshape(n_azimuth, -1),
+    )
+    plans[key] = plan
+    return plan
+
+
+def fit_radial_background(
+    data: dict[str, np.ndarray],
+    usable: dict[str, np.ndarray],
+    grid: PolarGrid,
+    adu_per_photon: dict[str, float],
+    *,
+    harmonics: int = 2,
+    smooth: int = 8,
+    clip_sigma: float = 3.0,
+    n_iter: int = 3,
+    n_azimuth: int = 72,
+    ridge: float = 1e-2,
+) -> RadialBackground:
+    """Fit the smooth frame background of ``background="radial"``.
+
+    Each 1-px ring of equal ``rho`` (scattering angle) gets ``sum_k c_k h_k(phi)`` with the
+    azimuthal harmonics up to ``harmonics``, fitted by least squares to its usable pixels,
+    accumulated on a (ring, ``n_azimuth``-sector) grid; a small ridge on the harmonics keeps
+    rings seen over a short arc stable.  The coefficients are smoothed over +-``smooth`` rings
+    with a weighted local quadratic (which keeps the curvature of a water ring) and
+    interpolated linearly in rho.  Pixels more than ``clip_sigma`` sigma (Poisson, times the
+    measured excess) above the model are dropped and the fit repeated, ``n_iter`` fits in all.
+
+    Parameters
+    ----------
+    data : dict of str to (h, w) float array
+        Pixel values (ADU) of every panel.
+    usable : dict of str to (h, w) bool array
+        Pixels the fit may use: not bad and away from spots.
+    grid : PolarGrid
+        From :func:`polar_grid`.
+    adu_per_photon : dict of str to float
+        Gain g of each panel.
+
+    Returns
+    -------
+    RadialBackground
+    """
+    names = list(data)
+    plan = _radial_plan(grid, names, harmonics, n_azimuth)
+    n_pan, n_ring = plan.n_panel, plan.n_ring
+    n_cells = n_ring * n_azimuth
+    n_bins = n_pan * n_cells
+    p = plan.hs.shape[1]
+    y = np.concatenate([np.asarray(data[k]).ravel() for k in names])
+    good = np.concatenate([np.asarray(usable[k], dtype=bool).ravel() for k in names])
+    good &= np.isfinite(y)
+    # Only the usable pixels, in their order: the sums below skip nothing but zeros.
+    at = np.flatnonzero(good)
+    y = y[at].astype(np.float64)
+    bins = plan.pcell[at]
+    gains = np.array([float(adu_per_photon[k]) for k in names])
+    gain = np.repeat(gains, n_cells)  # per (panel, ring, sector) bin
+    idx = np.arange(1, p)
+    centres = np.arange(n_ring, dtype=np.float64)
+    clip_var = _truncated_variance_factor(clip_sigma)
+
+    # Sufficient statistics per (panel, ring, sector) bin of the pixels the fit uses: the
+    # model is constant over a bin, so the residual sums follow from them.  Clipped pixels
+    # (few) are taken out of the sums of all usable pixels.
+    def stats(b: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.bincount(b, minlength=n_bins), np.bincount(b, v, minlength=n_bins),
+             np.bincount(b, v * v, minlength=n_bins)]
+        )  # fmt: skip
+
+    all_stats = stats(bins, y)
+    use = all_stats
+    excess = np.ones(n_pan)
+    for it in range(n_iter):
+        cnt, tot = use[0].reshape(n_pan, n_cells).sum(0), use[1].reshape(n_pan, n_cells).sum(0)
+        cnt, tot = cnt.reshape(n_ring, n_azimuth), tot.reshape(n_ring, n_azimuth)
+        ata = (cnt @ plan.outer).reshape(n_ring, p, p)
+        n_r = cnt.sum(axis=1)
+        ata[:, idx, idx] += ridge * np.maximum(n_r, 1.0)[:, None]
+        ata[:, 0, 0] += 1e-9
+        inv = np.linalg.inv(ata)
+        coef = np.einsum("rij,rj->ri", inv, tot @ plan.hs)
+        smooth_coef = _smooth_quadratic(coef, np.where(n_r >= 2 * p, n_r, 0.0), smooth)
+        ok = np.isfinite(smooth_coef[:, 0])
+        if not ok.any():
+            break
+        filled = np.stack(
+            [np.interp(centres, centres[ok], smooth_coef[ok, j]) for j in range(p)], axis=1
+        )
+        # Residuals against the model on the (ring, sector) grid: cheap, and close enough
+        # for a 3-sigma cut and for the excess-scatter estimate.
+        coarse = np.tile((filled @ plan.hs.T).ravel(), n_pan)
+        poisson = gain * np.maximum(coarse, gain)
+        r2 = use[2] - 2.0 * coarse * use[1] + coarse * coarse * use[0]
+        r2 = r2.reshape(n_pan, n_cells).sum(1)
+        pv = (use[0] * poisson).reshape(n_pan, n_cells).sum(1)
+        excess = np.where(pv > 0, r2 / np.maximum(pv, 1e-300), 1.0)
+        if it > 0:
+            excess /= clip_var
+        if it < n_iter - 1:
+            limit = clip_sigma * np.sqrt(np.repeat(excess, n_cells) * poisson)
+            # a pixel is clipped when not (y - model <= limit); one cheap pass finds the
+            # candidates (y above model + limit less a margin far wider than the rounding
+            # error), the exact test runs on those only
+            with np.errstate(invalid="ignore"):
+                floor = coarse + limit - 1e-9 * (np.abs(coarse) + np.abs(limit))
+            floor[np.isnan(floor)] = -np.inf
+            cand = np.flatnonzero(y > floor[bins])
+            clipped = cand[~(y[cand] - coarse[bins[cand]] <= limit[bins[cand]])]
+            use = all_stats - stats(bins[clipped], y[clipped])
+    if not ok.any():
+        filled = np.full((n_ring, p), np.nan)
+    q_cell = (inv.reshape(n_ring, p * p) @ plan.outer.T) * _sg_variance_factor(smooth)
+    return RadialBackground(
+        coef=filled,
+        fitted=ok,
+        q_cell=q_cell,
+        excess={k: float(excess[j]) for j, k in enumerate(names)},
+        gain={k: float(gains[j]) for j, k in enumerate(names)},
+        grid=grid,
+        clip_shift=_truncated_mean_shift(clip_sigma) if n_iter > 1 else 0.0,
+    )
+

@@ -1,0 +1,179 @@
+"""What a re-integration run is told: the configuration every worker gets, built from the
+stream's header and the user's options, and the audit line the output header records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamfilter.errors import StreamfilterError
+from streamfilter.integrate import DEFAULT_METHOD, METHODS
+from streamfilter.stream import StreamHeader
+
+#: indexamajig's default ``--int-radius`` (pixels), used when the stream does not say
+DEFAULT_RADII = (4.0, 5.0, 7.0)
+
+
+@dataclass(frozen=True)
+class ReintegrateConfig:
+    """Everything a worker needs to re-integrate chunks (picklable, sent once per worker).
+
+    Attributes
+    ----------
+    geometry_text : str
+        CrystFEL geometry (the stream's embedded block or ``--geometry``).
+    int_radius : (float, float, float)
+        Peak, gap and background radii in pixels.
+    method : str
+        ``profile`` (default: profile fitting on the robust background), ``robust`` (robust
+        background, summation) or ``crystfel`` (reproduces indexamajig's rings).
+    gradient, keep_saturated : bool
+        CrystFEL's ``-grad`` / ``-sat`` flags (crystfel mode).
+    background : str or None
+        Background model of the robust method (``--background``).
+    search_dirs : tuple of str
+        Where frames are looked for: the stream's directory, then ``--data-root`` dirs.
+    strict : bool
+        A frame that cannot be read is an error instead of a passed-through chunk.
+    diagnostics : bool
+        Also return per-reflection rows for ``--table``.
+    stream_radii : (float, float, float) or None
+        The radii indexamajig used (from the stream header).  crystfel mode uses them to
+        judge which absent rows CrystFEL had predicted, when re-integrating with others.
+    upgrade : bool
+        The input is format 2.1/2.2: every chunk is first converted to 2.3 (panel names
+        from the geometry, see :mod:`streamfilter.upgrade`), as the output header says 2.3.
+    keep_going : bool
+        A chunk whose text cannot be used (a malformed row, a crystal without usable
+        astar/bstar/cstar, ...) is passed through unchanged and counted instead of stopping
+        the run with a :class:`~streamfilter.errors.StreamFormatError`.
+    """
+
+    geometry_text: str
+    int_radius: tuple[float, float, float] = DEFAULT_RADII
+    method: str = DEFAULT_METHOD
+    gradient: bool = False
+    keep_saturated: bool = False
+    background: str | None = None
+    search_dirs: tuple[str, ...] = ()
+    strict: bool = False
+    diagnostics: bool = False
+    stream_radii: tuple[float, float, float] | None = None
+    upgrade: bool = False
+    keep_going: bool = False
+
+
+
+    def integration(self) -> Any:
+        """The :class:`~streamfilter.pipeline.frame.Integration` of this configuration: the
+        method with its options, the radii, and indexamajig's flags and radii."""
+        from streamfilter.integrate.rings import CrystfelOptions
+        from streamfilter.pipeline.frame import Integration
+
+        flags = CrystfelOptions(gradient=self.gradient, keep_saturated=self.keep_saturated)
+        return Integration(
+            method=self.method,
+            radii=tuple(float(r) for r in self.int_radius),
+            options=self._method_options(flags),
+            indexamajig=flags,
+            stream_radii=self.stream_radii,
+        )
+
+    def _method_options(self, flags: Any) -> Any:
+        if self.method not in METHODS:
+            raise StreamfilterError(
+                f"unknown method {self.method!r} (choose from {', '.join(METHODS)})"
+            )
+        if self.method == "crystfel":
+            return flags
+        from streamfilter.integrate.robust import RobustOptions
+
+        if self.method == "robust":
+            return RobustOptions() if self.background is None else RobustOptions(self.background)
+        if self.background not in (None, "radial"):
+            raise StreamfilterError(
+                f"--method profile (the default) works on the radial "
+                f"background only, not --background {self.background}; "
+                f"add --method robust to sum over that background"
+            )
+        from streamfilter.integrate.profile import ProfileOptions
+
+        return ProfileOptions(robust=RobustOptions())
+
+
+def provenance_line(config: ReintegrateConfig) -> bytes:
+    from streamfilter import __version__
+
+    r = ",".join(f"{x:g}" for x in config.int_radius)
+    extra = f" --background={config.background}" if config.background else ""
+    flags = ("-grad" if config.gradient else "") + ("-sat" if config.keep_saturated else "")
+    return (
+        f"streamfilter {__version__} reintegrate --method={config.method}{flags}{extra} "
+        f"--int-radius={r}\n"
+    ).encode()
+
+
+def add_provenance(header: StreamHeader, config: ReintegrateConfig) -> bytes:
+    """The header with one audit line added after ``Generated by ...``.
+
+    CrystFEL's reader refuses a pre-geometry header over about 4 KiB; if the line would
+    push it past 4000 bytes the header is returned unchanged.
+    """
+    raw = header.raw
+    if config.upgrade:
+        from streamfilter.stream.upgrade import Upgrader
+
+        raw = Upgrader(header, geometry_text=config.geometry_text).header()
+    line = provenance_line(config)
+    first = raw.find(b"\n") + 1
+    second = raw.find(b"\n", first) + 1
+    at = second if raw[first:second].startswith(b"Generated by") else first
+    geom = raw.find(b"----- Begin geometry file -----")
+    audit = geom if geom >= 0 else len(raw)
+    if audit + len(line) > 4000:
+        return raw
+    return raw[:at] + line + raw[at:]
+
+
+def config_for(
+    header: StreamHeader,
+    stream_path: str,
+    *,
+    method: str = DEFAULT_METHOD,
+    int_radius: tuple[float, float, float] | None = None,
+    background: str | None = None,
+    geometry: str | None = None,
+    data_roots: Iterable[str] = (),
+    strict: bool = False,
+    diagnostics: bool = False,
+    keep_going: bool = False,
+) -> ReintegrateConfig:
+    """The configuration for a stream: radii and ``-grad``/``-sat`` default to those of its
+    indexamajig command line (CrystFEL's 4,5,7 when absent)."""
+    if geometry is not None:
+        geometry_text = Path(geometry).read_text()
+    elif header.geometry_text:
+        geometry_text = header.geometry_text
+    else:
+        raise StreamfilterError(
+            f"{stream_path}: the stream has no embedded geometry; give one with --geometry"
+        )
+    radii = int_radius or header.int_radius or DEFAULT_RADII
+    flags = (header.integration_method or "rings").split(",")[0].replace(",", "-").split("-")
+    stream_dir = "." if stream_path == "-" else str(Path(stream_path).resolve().parent)
+    return ReintegrateConfig(
+        geometry_text=geometry_text,
+        int_radius=tuple(float(r) for r in radii),
+        method=method,
+        gradient="grad" in flags,
+        keep_saturated="sat" in flags,
+        background=background,
+        search_dirs=(stream_dir, *map(str, data_roots)),
+        strict=strict,
+        diagnostics=diagnostics,
+        stream_radii=header.int_radius or DEFAULT_RADII,
+        upgrade=header.format_version in ("2.0", "2.1", "2.2"),
+        keep_going=keep_going,
+    )
