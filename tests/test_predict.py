@@ -15,8 +15,8 @@ from streamfilter.predict.crystfel import (
     photon_energy_to_wavelength,
     positions_for,
     predict_reflections,
-    threshold_radius_for,
 )
+from streamfilter.predict.threshold import threshold_radius_for
 from streamfilter.stream import read_stream
 
 RADIUS_PRINT_TOL = 5e-6  # profile_radius is printed with 5 decimals (nm^-1)
@@ -345,7 +345,8 @@ def plain_bisection(xl, yl, zl, wavelength, bw, r_lo, r_hi, iterations=60):
 @pytest.mark.parametrize("n", [1, 3, 8, 9, 60])  # Python-float path up to 8 points, numpy above
 @pytest.mark.parametrize("r_lo, width, bw", [(3e6, 1e5, 1e-8), (1e5, 3e6, 1e-3), (0.0, 1e6, 1e-5)])
 def test_threshold_radius_is_the_plain_bisection_bit_for_bit(n, r_lo, width, bw):
-    from streamfilter.predict.crystfel import _excitation, threshold_radius
+    from streamfilter.predict.crystfel import _excitation
+    from streamfilter.predict.threshold import threshold_radius
 
     rng = np.random.default_rng(n)
     wavelength = 1.3e-10
@@ -371,11 +372,8 @@ def test_threshold_radius_is_the_plain_bisection_bit_for_bit(n, r_lo, width, bw)
 
 
 def test_threshold_of_the_predicted_set_equals_threshold_for_their_indices():
-    from streamfilter.predict.crystfel import (
-        _predict,
-        _threshold_radius_of_predicted,
-        prediction_geometry,
-    )
+    from streamfilter.predict.crystfel import _predict, prediction_geometry
+    from streamfilter.predict.threshold import _threshold_radius_of_predicted
 
     det = parse_geometry(TILTED)
     lat = random_lattice(7, (9.0, 12.0, 10.0))

@@ -12,22 +12,6 @@ from streamfilter.pipeline.journal import DEFAULT_INTERVAL
 
 from ._common import add_frame_arguments
 
-
-def _methods_help() -> str:
-    from streamfilter.integrate.profile import HELP as PROFILE_HELP
-    from streamfilter.integrate.robust import HELP
-
-    return METHODS_HELP.replace("{robust}", HELP).replace("{profile}", PROFILE_HELP)
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Fills the robust and profile methods' text into the epilog only when the help is
-    shown: their modules are imported (~8 ms) only then, not by every run."""
-
-    def add_text(self, text: str | None) -> None:
-        super().add_text(_methods_help() if text is METHODS_HELP else text)
-
-
 #: ``--background`` choices: :data:`streamfilter.integrate.robust.BACKGROUNDS` (a test checks
 #: that they are the same), written out so that parsing options does not import that module.
 BACKGROUNDS = ("radial", "plane", "mean")
@@ -42,8 +26,33 @@ methods:
             mean background (plane with -grad, taken from the stream's --integration); sigma
             with the Poisson term from adu_per_photon; drops I < -5 sigma. -sat keeps
             saturated reflections.
-{robust}
-{profile}
+  robust    the peak disc of CrystFEL (d^2 <= r1^2 around the pixel holding the prediction,
+            same overlap and bad-pixel rules) minus a better background, and a sigma(I) that
+            includes the uncertainty of that background. --background selects:
+              radial  (default) one smooth model per frame: in every 1-px ring of equal
+                      scattering angle c0 + c1 cos(phi) + s1 sin(phi) + c2 cos(2phi) +
+                      s2 sin(2phi), smoothed over +-8 rings by a local quadratic (keeps a
+                      water ring), fitted to all pixels farther than 5 px from any
+                      predicted reflection or found peak, clipped at 3 sigma above
+              plane   local plane through the annulus r2..8 px, neighbours' discs and
+                      found peaks masked, iterative 3-sigma high-side clipping
+              mean    the same with a flat clipped mean
+            Reflections whose box leaves the panel are kept when the peak disc is whole
+            (partial rings).
+  profile   robust's prediction, peak disc, rows and radial background, but I is the
+            weighted least-squares amplitude of a reference profile fitted to the
+            background-subtracted disc pixels (weights 1/(background variance + counts of
+            the robust sum's model)), the profile normalised over the disc so that I
+            estimates the same disc signal as the sum. Reference profiles come from the
+            strong spots (robust I/sigma >= 10) of the same frame, per panel and resolution
+            bin with fallbacks to the panel and the frame: a pixel-integrated 2-D Gaussian
+            (offset from the prediction, width per axis) placed at each reflection's own
+            sub-pixel position, plus the pool's mean residual. sigma(I) includes the
+            background-model error and the profile-shape error measured on the strong
+            spots; a reflection keeps the robust sum when its sigma is smaller. Needs
+            --background radial.
+  How accurate each method is against the truth of the reference data: README, Accuracy.
+
 failures and interruptions:
   A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
   range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
@@ -70,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reintegrate",
         help="re-integrate every reflection from its HDF5 frame",
-        formatter_class=_HelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Re-integrate every reflection of every crystal from the frames the "
         "stream references and write a stream that partialator and process_hkl read as "
         "indexamajig's. Only reflection rows and num_* counters change.",

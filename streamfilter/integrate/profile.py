@@ -2,7 +2,7 @@
 
 Same prediction, peak disc, rows, statuses (except IMPLAUSIBLE), ``peak`` and ``background``
 columns and frame background model as ``--method robust``
-(:func:`streamfilter.integrate.robust.integrate_frame_panels`, background ``radial``); only
+(:func:`streamfilter.integrate.robust.integrate_panels`, background ``radial``); only
 I and sigma(I) differ.  Each reflection's intensity is the weighted least-squares amplitude
 of a **reference profile** fitted to its background-subtracted pixels,
 
@@ -37,28 +37,9 @@ profiles, noise removed, :func:`profile_error_covariance`), floored at g**2.  A 
 keeps the robust sum and its sigma when that sigma is the smaller (strong spots, whose
 shape the profile cannot match better than the sum).
 
-Chosen by measurement (``python bench/accuracy_ref_small.py``), RMS(I - T) relative to
-CrystFEL's rings on ref-small (same rows, radii and discs; water: 2.95-3.5 A):
-
-================================  ===============  ===============  ====================
-variant                           r345 all/water   r234 all/water   RMS z r345 / r234
-================================  ===============  ===============  ====================
-robust (summation, radial)        0.831 / 0.794    0.806 / 0.813    1.02 / 1.01
-profile, fit only, no shape term  0.792 / 0.737    0.796 / 0.795    1.10 / 1.03
-+ sum kept above I/sigma 20       0.760 / 0.705    0.787 / 0.782    1.08 / 1.03
-+ empirical residual, shape term,
-  min-variance choice (default)   0.752 / 0.688    0.783 / 0.775    1.03 / 1.01
-profile = the true spot image     -    / 0.637     -    / 0.759    0.99 / 1.00 (water)
-================================  ===============  ===============  ====================
-
-(The last row fits each reflection's own noise-free spot, unknowable for a weak spot: what
-a perfect reference profile could reach.)
-
-Per-resolution bins, a wider fit region (r1 + 1) and refitted weights changed the ratios by
-less than 0.005 (ref-small's spots are one point-spread function wide everywhere).  On
-:mod:`streamfilter.synth` data (seed 3, 8 frames; spot widths differ per crystal) profile is
-0.774 / 0.704 of crystfel (robust 0.832 / 0.797), RMS z 1.00; per-crystal pools gave
-0.774 instead of 0.782.
+The variants kept (the sum kept where its sigma is smaller, the empirical residual, the
+shape term) were chosen by measurement against the truth; the figures and the command that
+produces them are in ``bench/README.md`` (accuracy), the resulting accuracy in the README.
 
 Conventions: positions are panel-relative (``fs = FS - min_fs``), pixel i spans
 ``[i, i + 1)`` with centre ``i + 0.5``; box arrays are ``[n, q (ss), p (fs)]`` as in
@@ -90,7 +71,6 @@ from streamfilter.integrate.robust import (
 )
 
 __all__ = [
-    "HELP",
     "ProfileOptions",
     "GaussianProfile",
     "pixel_gaussian",
@@ -98,24 +78,6 @@ __all__ = [
     "fit_profile_intensities",
     "integrate_frame",
 ]
-
-#: Text for ``streamfilter reintegrate --help`` (``--method profile``).
-HELP = """\
-  profile   robust's prediction, peak disc, rows and radial background, but I is the
-            weighted least-squares amplitude of a reference profile fitted to the
-            background-subtracted disc pixels (weights 1/(background variance + counts of
-            the robust sum's model)), the profile normalised over the disc so that I
-            estimates the same disc signal as the sum. Reference profiles come from the
-            strong spots (robust I/sigma >= 10) of the same frame, per panel and resolution
-            bin with fallbacks to the panel and the frame: a pixel-integrated 2-D Gaussian
-            (offset from the prediction, width per axis) placed at each reflection's own
-            sub-pixel position, plus the pool's mean residual. sigma(I) includes the
-            background-model error and the profile-shape error measured on the strong
-            spots; a reflection keeps the robust sum when its sigma is smaller. Needs
-            --background radial. On ref-small, RMS(I - true) is 0.75x/0.78x CrystFEL's
-            (r345/r234; water-ring shell 0.69x/0.78x), RMS((I - true)/sigma) 1.03/1.01.
-"""
-
 
 @dataclass(frozen=True)
 class ProfileOptions:

@@ -30,23 +30,11 @@ variance (``plane``/``mean``); the last term is ``m**2 s**2 x^T (X^T X)^-1 x`` o
 fit, or the propagated fit variance of the radial model.  CrystFEL's sigma lacks that term
 and uses ``g I`` with a floor of one photon; ours keeps the floor ``g**2``.
 
-Chosen by measurement (``python bench/accuracy_ref_small.py``): on ref-small's two streams,
-over the same rows, radii and peak discs, RMS(I - true) relative to CrystFEL's rings is
-
-=====================  ===============  ===============  =========================
-background             r345 all/water   r234 all/water   RMS((I - true)/sigma)
-=====================  ===============  ===============  =========================
-radial (default)       0.831 / 0.794    0.806 / 0.813    1.02 / 1.01
-plane, 8 px            0.889 / 0.885    0.828 / 0.849    1.04 / 1.03
-mean, 8 px             0.894 / 0.887    0.829 / 0.850    1.01 / 1.00
-true background        0.816 / 0.788    0.803 / 0.814    (floor of any summation)
-CrystFEL rings         1                1                1.26 / 1.20
-=====================  ===============  ===============  =========================
-
-(water: the 2.95-3.5 A shell.)  A local fit cannot do much better: ~150 annulus pixels pin
-the background that the m = 29 peak pixels multiply only to m**2 B / n, and a plane over
-8 px misses the curvature of the water ring.  On :mod:`streamfilter.synth` data the radial
-model is likewise within 1-2 % of the true background.
+The defaults were chosen by measurement against the truth of the reference data; the
+figures and the command that produces them are in the README (section Accuracy) and
+``bench/README.md``.  A local fit cannot do much better: ~150 annulus pixels pin the
+background that the m = 29 peak pixels multiply only to m**2 B / n, and a plane over 8 px
+misses the curvature of a water ring.
 
 Conventions: positions are panel-relative (``fs = FS - min_fs``), pixel ``i`` spans
 ``[i, i + 1)``; box arrays are ``[n, q (ss), p (fs)]`` as in :mod:`.boxes`; values in ADU;
@@ -87,7 +75,6 @@ from streamfilter.integrate.model import (
 )
 
 __all__ = [
-    "HELP",
     "BACKGROUNDS",
     "RobustOptions",
     "integrate_robust",
@@ -99,25 +86,6 @@ __all__ = [
 ]
 
 BACKGROUNDS = ("radial", "plane", "mean")
-
-#: Text for ``streamfilter reintegrate --help`` (``--method robust`` and ``--background``).
-HELP = """\
-  robust    the peak disc of CrystFEL (d^2 <= r1^2 around the pixel holding the prediction,
-            same overlap and bad-pixel rules) minus a better background, and a sigma(I) that
-            includes the uncertainty of that background. --background selects:
-              radial  (default) one smooth model per frame: in every 1-px ring of equal
-                      scattering angle c0 + c1 cos(phi) + s1 sin(phi) + c2 cos(2phi) +
-                      s2 sin(2phi), smoothed over +-8 rings by a local quadratic (keeps a
-                      water ring), fitted to all pixels farther than 5 px from any
-                      predicted reflection or found peak, clipped at 3 sigma above
-              plane   local plane through the annulus r2..8 px, neighbours' discs and
-                      found peaks masked, iterative 3-sigma high-side clipping
-              mean    the same with a flat clipped mean
-            Reflections whose box leaves the panel are kept when the peak disc is whole
-            (partial rings). On ref-small, RMS(I - true) is 0.83x CrystFEL's (0.79x in the
-            water-ring shell) and RMS((I - true)/sigma) 1.02 instead of 1.26.
-"""
-
 
 @dataclass(frozen=True)
 class RobustOptions:

@@ -24,6 +24,8 @@ class ReintegrateConfig:
     ----------
     geometry_text : str
         CrystFEL geometry (the stream's embedded block or ``--geometry``).
+    geometry_source : str
+        Where it comes from, for messages: the ``--geometry`` file or ``<stream geometry>``.
     int_radius : (float, float, float)
         Peak, gap and background radii in pixels.
     method : str
@@ -63,7 +65,22 @@ class ReintegrateConfig:
     stream_radii: tuple[float, float, float] | None = None
     upgrade: bool = False
     keep_going: bool = False
+    geometry_source: str = "<stream geometry>"
 
+    def frame_source(self) -> Any:
+        """A :class:`~streamfilter.frames.FrameSource` over the frames of this run: the
+        geometry parsed (its ``detector``), the stream's directory and ``--data-root``
+        searched.  The one way a stream's frames are opened."""
+        from streamfilter.frames import FrameSource
+        from streamfilter.geometry import parse_geometry
+
+        try:
+            detector = parse_geometry(self.geometry_text, self.geometry_source)
+        except StreamfilterError:
+            raise
+        except Exception as e:  # noqa: BLE001 - named, not a traceback
+            raise StreamfilterError(f"geometry: {e}") from e
+        return FrameSource(detector, self.search_dirs)
 
 
     def integration(self) -> Any:
@@ -176,4 +193,5 @@ def config_for(
         stream_radii=header.int_radius or DEFAULT_RADII,
         upgrade=header.format_version in ("2.0", "2.1", "2.2"),
         keep_going=keep_going,
+        geometry_source="<stream geometry>" if geometry is None else str(geometry),
     )

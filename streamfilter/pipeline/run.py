@@ -440,7 +440,7 @@ def _check_geometry(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the workers' own parse reports warnings
         try:
-            det = parse_geometry(config.geometry_text, geometry or "<stream geometry>")
+            det = parse_geometry(config.geometry_text, config.geometry_source)
             per_frame = {path: 1.0 for path in det.header_paths()}
             for panel in det.panels:
                 if not math.isfinite(det.clen_m(per_frame, panel)):  # predictions need it

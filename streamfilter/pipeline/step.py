@@ -60,16 +60,10 @@ class ChunkProcessor:
     """Re-integrate chunks; holds the detector and a frame source with its open files."""
 
     def __init__(self, config: ReintegrateConfig) -> None:
-        from streamfilter.frames import FrameSource
-        from streamfilter.geometry import parse_geometry
-
         keep_freed_memory()
         self.config = config
-        try:
-            self.detector = parse_geometry(config.geometry_text, "<stream geometry>")
-        except Exception as e:  # GeometryError names line and key
-            raise StreamfilterError(f"geometry: {e}") from e
-        self.frames = FrameSource(self.detector, config.search_dirs)
+        self.frames = config.frame_source()
+        self.detector = self.frames.detector
         self._integrate = FrameIntegrator(self.detector, config.integration())
         self._upgrader = None
         if config.upgrade:

@@ -10,9 +10,8 @@ from streamfilter.predict.crystfel import (
     predict_reflections,
     prediction_geometry,
     reciprocal_matrix,
-    threshold_radius,
-    threshold_radius_for,
 )
+from streamfilter.predict.threshold import threshold_radius, threshold_radius_for
 
 __all__ = [
     "MIN_PARTIALITY",

@@ -26,12 +26,8 @@ import numpy as np
 from streamfilter.integrate.layout import DetectorLayout
 from streamfilter.integrate.model import CrystalPredictions
 from streamfilter.integrate.rings import CrystfelOptions, would_write
-from streamfilter.predict.crystfel import (
-    PredictionGeometry,
-    _predict,
-    _threshold_radius_of_predicted,
-    positions_for,
-)
+from streamfilter.predict.crystfel import PredictionGeometry, _predict, positions_for
+from streamfilter.predict.threshold import _threshold_radius_of_predicted
 
 __all__ = ["ReconciledPrediction", "predict_crystal", "settle", "PROFILE_RADIUS_TOLERANCE"]
 
