@@ -14,7 +14,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamfilter.integrate import DEFAULT_METHOD, CrystalResult, DetectorLayout, FoundPeaks
+from streamfilter.integrate import (
+    DEFAULT_METHOD,
+    CrystalPredictions,
+    CrystalResult,
+    DetectorLayout,
+    FoundPeaks,
+)
 from streamfilter.integrate import method as method_of
 from streamfilter.integrate.rings import CrystfelOptions
 from streamfilter.predict.crystfel import PredictionGeometry, prediction_geometry
@@ -80,28 +86,25 @@ class FrameIntegrator:
             self._geometries[key] = geometry
         return geometry
 
-    def __call__(
+    def predict(
         self,
         frame: Any,
         crystals: list[Any],
         photon_energy_eV: float,
-        *,
         bandwidth: float | None = None,
-        peaks: Any = None,
-    ) -> list[CrystalResult]:
-        """One :class:`CrystalResult` per crystal (every predicted reflection; ``written``
-        selects the rows to write).
+    ) -> list[CrystalPredictions]:
+        """indexamajig's prediction set of every crystal of the frame (the same whichever
+        method integrates them).
 
         Parameters
         ----------
         frame : streamfilter.frames.Frame
+            Its pixels settle the reflections the rounded ``profile_radius`` leaves open.
         crystals : list of streamfilter.stream.Crystal
         photon_energy_eV : float
             The chunk's ``photon_energy_eV``.
         bandwidth : float, optional
             The chunk's ``beam_bandwidth`` (fraction).
-        peaks : streamfilter.stream.PeakTable, optional
-            The chunk's found peaks (data-array fs/ss).
         """
         run = self.integration
         geometry = self.geometry(getattr(frame, "header", None))
@@ -116,13 +119,49 @@ class FrameIntegrator:
                 crystals, predictions, frame, photon_energy_eV, stream_radii, self.layout,
                 run.indexamajig, run.profile_radius_tolerance,
             )  # fmt: skip
+        return [p.arrays() for p in predictions]
+
+    def integrate(
+        self,
+        frame: Any,
+        predictions: list[CrystalPredictions],
+        photon_energy_eV: float,
+        peaks: Any = None,
+        *,
+        method: str | None = None,
+        options: Any = None,
+    ) -> list[CrystalResult]:
+        """Integrate :meth:`predict`'s predictions with the run's method (or ``method``
+        with ``options``, e.g. to score several methods on the same predictions).
+
+        ``peaks`` is the chunk's found-peak table (data-array fs/ss), kept out of the
+        robust background.
+        """
+        func, opts = self._method, self._options
+        if method is not None:
+            func, options_class = method_of(method)
+            opts = options or options_class()
         found = None
         if peaks is not None and len(peaks):
             found = FoundPeaks(peaks.fs, peaks.ss, peaks.panel)
-        return self._method(
-            frame, [p.arrays() for p in predictions], found, photon_energy_eV, run.radii,
-            self.layout, self._options,
+        return func(
+            frame, predictions, found, photon_energy_eV, self.integration.radii, self.layout,
+            opts,
         )  # fmt: skip
+
+    def __call__(
+        self,
+        frame: Any,
+        crystals: list[Any],
+        photon_energy_eV: float,
+        *,
+        bandwidth: float | None = None,
+        peaks: Any = None,
+    ) -> list[CrystalResult]:
+        """:meth:`predict` then :meth:`integrate`: one :class:`CrystalResult` per crystal
+        (every predicted reflection; ``written`` selects the rows to write)."""
+        predictions = self.predict(frame, crystals, photon_energy_eV, bandwidth)
+        return self.integrate(frame, predictions, photon_energy_eV, peaks)
 
 
 def integrate_frame(
