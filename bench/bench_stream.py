@@ -74,7 +74,7 @@ def run_one(kind: str, path: str, scratch: Path) -> dict:
     sys.path.insert(0, str(REPO))
     size = os.path.getsize(path)
     if kind in ("cat", "parse"):
-        import streamfilter.catenate  # noqa: F401 - start-up, not throughput
+        import streamfilter.stream.cat  # noqa: F401 - start-up, not throughput
     elif kind == "rs":
         import reciprocalspaceship  # noqa: F401
     t0 = time.perf_counter()
@@ -84,7 +84,7 @@ def run_one(kind: str, path: str, scratch: Path) -> dict:
             while block := src.read(1 << 22):
                 dst.write(block)
     elif kind == "cat":
-        from streamfilter.catenate import cat_streams
+        from streamfilter.stream.cat import cat_streams
 
         cat_streams([path], scratch / "cat.out")
     elif kind == "parse":

@@ -23,8 +23,8 @@ _LAZY = {
     "reintegrate": "streamfilter.pipeline.run",
     "merge_streams": "streamfilter.analysis.merge",
     "compare_streams": "streamfilter.analysis.compare",
-    "stream_info": "streamfilter.info",
-    "cat_streams": "streamfilter.catenate",
+    "stream_info": "streamfilter.stream.info",
+    "cat_streams": "streamfilter.stream.cat",
 }
 
 

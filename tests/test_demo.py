@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from streamfilter.cli import main
-from streamfilter.demo import run_demo
 from streamfilter.stream.validate import crystfel_problems
+from streamfilter.synth.demo import run_demo
 
 
 def test_demo_robust_beats_crystfel_and_writes_valid_streams(tmp_path):

@@ -33,10 +33,10 @@ import numpy as np
 import pytest
 
 from streamfilter import reintegrate
-from streamfilter.catenate import cat_streams
 from streamfilter.cli import main
 from streamfilter.errors import StreamfilterError
-from streamfilter.split import split_stream
+from streamfilter.stream.cat import cat_streams
+from streamfilter.stream.split import split_stream
 from streamfilter.synth import DATA_PATH, MASK_PATH, SynthConfig, generate, geometry_text
 
 from .test_fuzz import split_chunks

@@ -12,7 +12,7 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-import streamfilter.frames as frames_module
+import streamfilter.frames.source as frames_source
 from streamfilter.errors import StreamfilterError
 from streamfilter.frames import (
     EventID,
@@ -65,13 +65,13 @@ def stream_chunks(path: Path) -> list[dict]:
 def count_reads(monkeypatch):
     """Records the HDF5 dataset name of every hyperslab read the frame source makes."""
     calls: list[str] = []
-    original = frames_module._read_hyperslab
+    original = frames_source.read_hyperslab
 
-    def spy(ds, slab, out):
+    def spy(ds, slab, out, plan=None):
         calls.append(ds.name)
-        return original(ds, slab, out)
+        return original(ds, slab, out, plan)
 
-    monkeypatch.setattr(frames_module, "_read_hyperslab", spy)
+    monkeypatch.setattr(frames_source, "read_hyperslab", spy)
     return calls
 
 

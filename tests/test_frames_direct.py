@@ -1,8 +1,8 @@
 """Reading whole deflate chunks without HDF5's filter pipeline gives HDF5's own values.
 
-``frames._DirectPlan`` inflates a frame's chunk itself (ISA-L or zlib) and un-shuffles it with
-numpy; every value must equal what the plain HDF5 read with its float32 conversion gives, and
-anything it does not support must be left to HDF5.
+``frames._direct.DirectPlan`` inflates a frame's chunk itself (ISA-L or zlib) and un-shuffles
+it with numpy; every value must equal what the plain HDF5 read with its float32 conversion
+gives, and anything it does not support must be left to HDF5.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import h5py
 import numpy as np
 import pytest
 
-from streamfilter.frames import _DirectPlan, _read_hyperslab
+from streamfilter.frames._direct import DirectPlan
+from streamfilter.frames.hdf5 import read_hyperslab
 
 
 def hdf5_read(ds: h5py.Dataset, slab: tuple) -> np.ndarray:
     out = np.empty(slab[1][1:], np.float32)
-    _read_hyperslab(ds, slab, out)
+    read_hyperslab(ds, slab, out)
     return out
 
 
@@ -51,7 +52,7 @@ def test_direct_read_equals_hdf5(tmp_path, dtype, shuffle) -> None:
         )
     with h5py.File(path, "r") as f:
         ds = f["d"]
-        plan = _DirectPlan.of(ds)
+        plan = DirectPlan.of(ds)
         assert plan is not None
         for i in range(3):
             slab = ((i, 0, 0), (1, 32, 48))
@@ -83,18 +84,18 @@ def test_unsupported_layouts_are_left_to_hdf5(tmp_path) -> None:
         )
     with h5py.File(path, "r") as f:
         for name in ("lzf", "plain", "i8", "fletcher"):
-            assert _DirectPlan.of(f[name]) is None, name
+            assert DirectPlan.of(f[name]) is None, name
         out = np.empty((16, 16), np.float32)
         # a frame that spans two chunks, and a chunk never written (fill value)
-        assert not _DirectPlan.of(f["split"]).read(f["split"], ((0, 0, 0), (1, 16, 16)), out)
-        assert not _DirectPlan.of(f["empty"]).read(f["empty"], ((1, 0, 0), (1, 16, 16)), out)
+        assert not DirectPlan.of(f["split"]).read(f["split"], ((0, 0, 0), (1, 16, 16)), out)
+        assert not DirectPlan.of(f["empty"]).read(f["empty"], ((1, 0, 0), (1, 16, 16)), out)
         assert np.all(hdf5_read(f["empty"], ((1, 0, 0), (1, 16, 16))) == 5)
 
 
 def test_frames_of_ref_small_match_hdf5(ref_small) -> None:
     with h5py.File(ref_small / "lyso_dev.h5", "r") as f:
         ds = f["/entry/data/data"]
-        plan = _DirectPlan.of(ds)
+        plan = DirectPlan.of(ds)
         assert plan is not None and plan.shuffle
         for i in range(ds.shape[0]):
             slab = ((i, 0, 0), (1, *ds.shape[1:]))
@@ -116,7 +117,7 @@ def test_small_values_two_plane_path(tmp_path, dtype) -> None:
         f.create_dataset("d", data=data, chunks=(1, 32, 48), compression="gzip", shuffle=True)
     with h5py.File(path, "r") as f:
         ds = f["d"]
-        plan = _DirectPlan.of(ds)
+        plan = DirectPlan.of(ds)
         for i in range(3):
             slab = ((i, 0, 0), (1, 32, 48))
             out = np.empty((32, 48), np.float32)
@@ -126,27 +127,29 @@ def test_small_values_two_plane_path(tmp_path, dtype) -> None:
 
 
 def test_plans_do_not_keep_files_open(ref_small) -> None:
-    """The registry of direct-read plans holds datasets weakly: a FrameSource dropped without
-    close() leaves no open file behind, and close() forgets its plans."""
+    """Direct-read plans belong to the FrameSource's record of each open dataset: a
+    FrameSource dropped without close() leaves no open file behind, and close() forgets
+    its plans with its datasets."""
     import gc
 
-    from streamfilter import frames
+    from streamfilter.frames import FrameSource
     from streamfilter.geometry import parse_geometry
 
     def open_files() -> int:
         return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
 
     det = parse_geometry((ref_small / "detector_multi.geom").read_text())
-    before, plans = open_files(), len(frames._DIRECT)
-    src = frames.FrameSource(det, [ref_small])
+    before = open_files()
+    src = FrameSource(det, [ref_small])
     src.load("lyso_dev.h5", "//3")
-    assert len(frames._DIRECT) == plans + 1 and open_files() == before + 1
+    plans = [st.plan for st in src._datasets.values()]
+    assert any(isinstance(p, DirectPlan) for p in plans) and open_files() == before + 1
     del src
     gc.collect()
-    assert len(frames._DIRECT) == plans and open_files() == before
-    with frames.FrameSource(det, [ref_small]) as src:
+    assert open_files() == before
+    with FrameSource(det, [ref_small]) as src:
         src.load("lyso_dev.h5", "//4")
-    assert len(frames._DIRECT) == plans and open_files() == before
+    assert not src._datasets and open_files() == before
 
 
 @pytest.mark.parametrize("dtype", ["<i4", "<u4", "<f4"])
@@ -163,7 +166,7 @@ def test_direct_read_of_frames_whose_high_bytes_are_zero(tmp_path, dtype) -> Non
         f.create_dataset("d", data=data, chunks=(1, 16, 24), compression="gzip", shuffle=True)
     with h5py.File(path, "r") as f:
         ds = f["d"]
-        plan = _DirectPlan.of(ds)
+        plan = DirectPlan.of(ds)
         for i in range(2):
             slab = ((i, 0, 0), (1, 16, 24))
             out = np.empty((16, 24), np.float32)

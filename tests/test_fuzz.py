@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamfilter import reintegrate
-from streamfilter.catenate import cat_streams
 from streamfilter.cli import main
 from streamfilter.errors import StreamfilterError, StreamFormatError
+from streamfilter.stream.cat import cat_streams
 
 from .streamtext import build_stream
 

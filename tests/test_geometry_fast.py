@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streamfilter import geometry
-from streamfilter.geometry import grammar, parse_geometry
+from streamfilter.geometry import GeometryError, parse_geometry, syntax
+from streamfilter.geometry.syntax import grammar
 from streamfilter.synth import SynthConfig, geometry_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def random_texts(seed: int, n: int, max_len: int) -> list[str]:
 
 def grammar_line(line: str):
     """(owner, key, value) or None by the grammar alone; ValueError if it rejects the line."""
-    return geometry._split_line_by_grammar(line.expandtabs())
+    return syntax.split_line_by_grammar(line.expandtabs())
 
 
 def grammar_direction(value: str):
@@ -86,15 +86,15 @@ def test_line_fast_path_agrees_with_grammar() -> None:
     lines = STATEMENTS + random_texts(1, 2000, 9) + structured_lines(4, 2000)
     fast = 0
     for line in lines:
-        m = geometry._FAST_LINE.fullmatch(line.expandtabs())
+        m = syntax.FAST_LINE.fullmatch(line.expandtabs())
         try:
             want = grammar_line(line)
         except ValueError:
             assert m is None, line  # the fast path never accepts what the grammar rejects
             with pytest.raises(ValueError):
-                geometry._split_line(line)
+                syntax.split_line(line)
             continue
-        assert geometry._split_line(line) == want, line
+        assert syntax.split_line(line) == want, line
         if m is not None:
             fast += 1
             got = None if m["key"] is None else (m["owner"], m["key"], m["value"])
@@ -123,12 +123,12 @@ def test_direction_fast_path_agrees_with_grammar() -> None:
         try:
             want = grammar_direction(value)
         except grammar().ParseException:
-            assert not geometry._FAST_DIRECTION.fullmatch(value.expandtabs()), value
+            assert not syntax.FAST_DIRECTION.fullmatch(value.expandtabs()), value
             with pytest.raises(ValueError):
-                geometry._direction_terms(value)
+                syntax.direction_terms(value)
             continue
-        fast += bool(geometry._FAST_DIRECTION.fullmatch(value.expandtabs()))
-        got = geometry._direction_terms(value)
+        fast += bool(syntax.FAST_DIRECTION.fullmatch(value.expandtabs()))
+        got = syntax.direction_terms(value)
         assert [(s or None, c, a) for s, c, a in got] == [(s or None, c, a) for s, c, a in want]
     assert fast > 300
 
@@ -139,12 +139,12 @@ def test_value_unit_fast_path_agrees_with_grammar() -> None:
         try:
             want = grammar_value_unit(value)
         except grammar().ParseException:
-            assert not geometry._FAST_VALUE_UNIT.fullmatch(value.expandtabs()), value
+            assert not syntax.FAST_VALUE_UNIT.fullmatch(value.expandtabs()), value
             with pytest.raises(ValueError):
-                geometry._value_unit(value)
+                syntax.value_unit(value)
             continue
-        fast += bool(geometry._FAST_VALUE_UNIT.fullmatch(value.expandtabs()))
-        assert geometry._value_unit(value) == want, value
+        fast += bool(syntax.FAST_VALUE_UNIT.fullmatch(value.expandtabs()))
+        assert syntax.value_unit(value) == want, value
     assert fast > 100
 
 
@@ -165,12 +165,12 @@ def test_real_geometries_take_the_fast_paths() -> None:
     n = 0
     for text in real_geometries():
         for line in text.splitlines():
-            m = geometry._FAST_LINE.fullmatch(line.expandtabs())
+            m = syntax.FAST_LINE.fullmatch(line.expandtabs())
             assert m is not None, line
             if m["key"] in ("fs", "ss"):
-                assert geometry._FAST_DIRECTION.fullmatch(m["value"].strip()), line
+                assert syntax.FAST_DIRECTION.fullmatch(m["value"].strip()), line
             if m["key"] in ("clen", "photon_energy", "wavelength", "detector_shift_x"):
-                assert geometry._FAST_VALUE_UNIT.fullmatch(m["value"].strip()), line
+                assert syntax.FAST_VALUE_UNIT.fullmatch(m["value"].strip()), line
             n += 1
     assert n > 50  # the bundled and synthetic geometries alone (ref-small adds more)
 
@@ -187,7 +187,7 @@ def test_parse_does_not_import_pyparsing() -> None:
     # an unusual line (a no-break space between tokens) still parses, through the grammar
     odd = text.replace("clen = ", "clen\xa0= ", 1) if "clen = " in text else None
     if odd is not None:
-        with pytest.raises(geometry.GeometryError, match="cannot parse"):
+        with pytest.raises(GeometryError, match="cannot parse"):
             parse_geometry(odd)
 
 
@@ -201,7 +201,7 @@ def test_same_detector_as_the_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
         def fullmatch(_text: str) -> None:
             return None
 
-    for name in ("_FAST_LINE", "_FAST_DIRECTION", "_FAST_VALUE_UNIT"):
-        monkeypatch.setattr(geometry, name, Never)
+    for name in ("FAST_LINE", "FAST_DIRECTION", "FAST_VALUE_UNIT"):
+        monkeypatch.setattr(syntax, name, Never)
     slow = [parse_geometry(t) for t in real_geometries()]
     assert fast == slow

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from streamfilter import reintegrate
-from streamfilter.catenate import cat_streams
 from streamfilter.errors import StreamFormatError
 from streamfilter.pipeline.engines import ordered_map
-from streamfilter.split import shard_bounds, split_stream
 from streamfilter.stream import read_stream
+from streamfilter.stream.cat import cat_streams
 from streamfilter.stream.index import build_index, read_range
+from streamfilter.stream.split import shard_bounds, split_stream
 
 from .streamtext import build_stream
 

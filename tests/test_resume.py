@@ -35,9 +35,9 @@ import pytest
 
 from streamfilter import reintegrate
 from streamfilter.errors import StreamfilterError
+from streamfilter.interrupt import clear_stop_requests, quiet_unraisable, request_stop
 from streamfilter.pipeline.journal import journal_path, partial_path
 from streamfilter.stream import StreamWriter
-from streamfilter.stream.writer import clear_stop_requests, quiet_unraisable, request_stop
 from streamfilter.synth import SynthConfig, generate
 
 from .test_fuzz import split_chunks

@@ -13,10 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamfilter.catenate import cat_streams
 from streamfilter.cli import main
 from streamfilter.errors import StreamFormatError
-from streamfilter.info import stream_info
 from streamfilter.stream import (
     ReflectionTable,
     StreamWriter,
@@ -25,6 +23,8 @@ from streamfilter.stream import (
     read_stream,
     stream_from_bytes,
 )
+from streamfilter.stream.cat import cat_streams
+from streamfilter.stream.info import stream_info
 from streamfilter.stream.reader import BLOCK_SIZE
 
 from .streamtext import build_stream

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from streamfilter.cli.synth import main
 from streamfilter.frames import FrameSource
 from streamfilter.geometry import parse_geometry
 from streamfilter.pipeline import integrate_frame
@@ -18,7 +19,6 @@ from streamfilter.synth import (
     SynthConfig,
     generate,
     load_truth,
-    main,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,3 +328,17 @@ def test_config_is_checked():
         SynthConfig(compression="zstd")
     with pytest.raises(ValueError, match="int_radius"):
         SynthConfig(int_radius=(4, 3, 5))
+
+
+def test_synth_subcommand_and_module_write_the_same(tmp_path):
+    """``streamfilter synth`` and ``python -m streamfilter.synth`` are one command."""
+    import subprocess
+    import sys
+
+    from streamfilter.cli import main as cli_main
+
+    argv = ["--seed", "2", "--n-frames", "1", "--panel-size", "64", "64", "--name", "s"]
+    assert cli_main(["synth", str(tmp_path / "a"), *argv]) == 0
+    subprocess.run([sys.executable, "-m", "streamfilter.synth", str(tmp_path / "b"), *argv],
+                   check=True, capture_output=True, cwd=REPO)
+    assert (tmp_path / "a" / "s.stream").read_bytes() == (tmp_path / "b" / "s.stream").read_bytes()

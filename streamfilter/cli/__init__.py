@@ -18,7 +18,8 @@ from ..errors import StreamfilterError
 from ._common import eprint
 
 # one module of this package per subcommand, each with add_parser(subparsers) and run(args)
-SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo")
+SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo",
+               "synth")
 
 
 def _module(command: str):
@@ -40,7 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
-    from ..stream.writer import clear_stop_requests, quiet_unraisable, request_stop
+    from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)

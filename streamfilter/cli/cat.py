@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..catenate import cat_streams
+    from ..stream.cat import cat_streams
 
     s = cat_streams(args.streams, args.output, upgrade=args.upgrade, keep_going=args.keep_going,
                     full_check=args.check_rows, quiet=args.quiet, geometry=args.geometry)

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..info import format_info, stream_info
+    from ..stream.info import format_info, stream_info
 
     results = []
     for path in args.streams:

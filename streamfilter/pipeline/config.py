@@ -46,7 +46,7 @@ class ReintegrateConfig:
         judge which absent rows CrystFEL had predicted, when re-integrating with others.
     upgrade : bool
         The input is format 2.1/2.2: every chunk is first converted to 2.3 (panel names
-        from the geometry, see :mod:`streamfilter.upgrade`), as the output header says 2.3.
+        from the geometry, see :mod:`streamfilter.stream.upgrade`), as the output header says 2.3.
     keep_going : bool
         A chunk whose text cannot be used (a malformed row, a crystal without usable
         astar/bstar/cstar, ...) is passed through unchanged and counted instead of stopping
@@ -140,7 +140,7 @@ def add_provenance(header: StreamHeader, config: ReintegrateConfig) -> bytes:
     """
     raw = header.raw
     if config.upgrade:
-        from streamfilter.upgrade import Upgrader
+        from streamfilter.stream.upgrade import Upgrader
 
         raw = Upgrader(header, geometry_text=config.geometry_text).header()
     line = provenance_line(config)

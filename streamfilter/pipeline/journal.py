@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from streamfilter.errors import StreamfilterError
-from streamfilter.stream.writer import check_output_dir, commit_temp, signals_held
+from streamfilter.interrupt import signals_held
+from streamfilter.stream.writer import check_output_dir, commit_temp
 
 try:
     import fcntl

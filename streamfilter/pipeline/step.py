@@ -67,7 +67,7 @@ class ChunkProcessor:
         self._integrate = FrameIntegrator(self.detector, config.integration())
         self._upgrader = None
         if config.upgrade:
-            from streamfilter.upgrade import Upgrader
+            from streamfilter.stream.upgrade import Upgrader
 
             self._upgrader = Upgrader(
                 StreamHeader(b"CrystFEL stream format 2.2\n"), geometry_text=config.geometry_text

@@ -1,4 +1,10 @@
-"""CrystFEL streams: the one reader, the one writer, the data model and the tables."""
+"""CrystFEL streams: the one reader, the one writer, the data model and the tables.
+
+Modules: :mod:`.model` (header, chunk, crystal), :mod:`.reader`, :mod:`.writer` (atomic
+output), :mod:`.tables` (reflection and peak tables), :mod:`.text` (marker lines and blocks),
+:mod:`.index` (chunk offsets), and the operations :mod:`.cat`, :mod:`.split`, :mod:`.info`,
+:mod:`.upgrade` (format 2.1/2.2 -> 2.3) and :mod:`.validate` (CrystFEL's reader rules).
+"""
 
 from .model import Chunk, Crystal, StreamHeader, TableUpdate
 from .reader import StreamReader, is_same_file, read_stream, stream_from_bytes

@@ -436,7 +436,8 @@ def format_reflections(table: ReflectionTable) -> bytes:
 
     Miller indices are never zero-padded; a value wider than its field simply widens the row
     (the fields stay whitespace-separated, which is all CrystFEL's reader needs).  A NaN in
-    ``peak`` is refused: partialator would silently drop that reflection (spec §5.4).
+    ``peak`` is refused: partialator would silently drop that reflection (the rule is
+    checked by :mod:`streamfilter.stream.validate`).
 
     The bytes are those of ``ROW23_FORMAT % row`` for every row (C printf's rounding of the
     exact binary value, ``-0.00`` for small negatives); :func:`_format_rows_fast` makes all

@@ -1,11 +1,12 @@
 """Check a stream against what CrystFEL's own reader (0.10.2+) demands, line by line.
 
 This is deliberately a separate, strict, line-oriented implementation of CrystFEL's rules
-(``stream_open_for_read``, ``read_headers``, ``stream_read_chunk``, ``read_crystal``,
-``read_stream_reflections_2_3``, spec stream-format §2-§6), not our own reader: it reads the
-file the way partialator and process_hkl do, so it catches what our tolerant reader accepts
-but theirs would not (CR in the header, markers with trailing spaces, rows with too few
-fields, NaN in ``peak``, counters that disagree with the rows, unknown panel names).
+(``libcrystfel/src/stream.c``: ``stream_open_for_read``, ``read_headers``,
+``stream_read_chunk``, ``read_crystal``, ``read_stream_reflections_2_3``), not our own
+reader: it reads the file the way partialator and process_hkl do, so it catches what our
+tolerant reader accepts but theirs would not (CR in the header, markers with trailing
+spaces, rows with too few fields, NaN in ``peak``, counters that disagree with the rows,
+unknown panel names).
 """
 
 from __future__ import annotations

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import StreamfilterError
+from ..interrupt import check_stop, signals_held
 from .model import Chunk, StreamHeader
 
 
@@ -84,59 +83,6 @@ def commit_temp(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
     os.replace(tmp, target)
 
 
-# Signals that asked the command line to stop.  Its handler raises KeyboardInterrupt, but
-# Python swallows an exception raised while a weakref callback or __del__ runs (it prints
-# "Exception ignored in ..."), so the writers also check this list: such a request then
-# still stops the run, at its next write.
-_STOP_REQUESTS: list[int] = []
-
-
-def request_stop(signum: int, frame: object = None) -> None:
-    """Signal handler of the command line for SIGINT/SIGTERM: stop the run."""
-    _STOP_REQUESTS.append(signum)
-    raise KeyboardInterrupt
-
-
-def clear_stop_requests() -> None:
-    _STOP_REQUESTS.clear()
-
-
-def quiet_unraisable(unraisable) -> None:
-    """``sys.unraisablehook`` that drops the swallowed KeyboardInterrupt of a stop request
-    (it is honoured at the next write) instead of printing a traceback."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _STOP_REQUESTS:
-        return
-    sys.__unraisablehook__(unraisable)
-
-
-def _check_stop() -> None:
-    if _STOP_REQUESTS:
-        raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back for the duration; they take effect when it ends.
-
-    Renaming several finished outputs, or writing a journal, inside it is all or nothing.
-    (The Python-level handlers are swapped, not the thread's signal mask: with a process
-    pool, the kernel may deliver the signal to another thread of the process.)
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-        for s in dict.fromkeys(pending):
-            signal.raise_signal(s)
-
-
 class _NamedWrites:
     """A binary file whose write errors (full disk, file too large, quota, I/O error) are
     StreamfilterErrors naming the output, so they are never taken for input errors."""
@@ -147,7 +93,7 @@ class _NamedWrites:
         self.temp_name = temp_name
 
     def write(self, data: bytes) -> int:
-        _check_stop()
+        check_stop()
         try:
             return self._f.write(data)
         except OSError as e:
@@ -207,7 +153,7 @@ class StreamWriter:
         return False
 
     def write(self, data: bytes) -> None:
-        _check_stop()
+        check_stop()
         self._f.write(data)
         self.bytes_written += len(data)
 
@@ -219,8 +165,8 @@ class StreamWriter:
         """Write ``chunk`` (its original bytes, or ``body`` when it was rewritten).
 
         ``keep_preceding`` also writes the bytes that stood before the chunk in the input
-        (the header of a joined stream); :func:`streamfilter.ops.cat` turns this off when it
-        drops repeated identical headers.
+        (the header of a joined stream); :func:`~streamfilter.stream.cat.cat_streams` turns
+        this off when it drops repeated identical headers.
         """
         if keep_preceding and chunk.preceding:
             self.write(chunk.preceding)

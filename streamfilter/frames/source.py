@@ -1,17 +1,11 @@
 """HDF5 frame access: from a chunk's ``Image filename`` and ``Event`` to per-panel pixels.
 
-:class:`FrameSource` resolves the image file name, parses the event ID, reads every panel
-with as few HDF5 reads as possible (one hyperslab per distinct dataset: panels that share an
-array are views into one read), and builds the per-panel bad-pixel map exactly as CrystFEL
-does (``image.c: create_badmap``): non-finite values, ``no_index``, ``flag_*``,
-``mask_edge_pixels``, ``maskN`` bit tests and bad regions.
-
-Event IDs (``spec/coordinates-and-geometry.md`` section 5.1)::
-
-    event_id  := path_part* "//" dim_part?     e.g. "//", "//17", "run_3//", "run_3//2/17"
-
-Path parts replace, in order, the ``%`` characters of the panel's ``data`` path; dim parts
-(0-based) index, in order, the axes declared ``dimN = %``.
+:class:`FrameSource` resolves the image file name, parses the event ID
+(:mod:`~streamfilter.frames.events`), reads every panel with as few HDF5 reads as possible
+(one hyperslab per distinct dataset: panels that share an array are views into one read), and
+builds the per-panel bad-pixel map exactly as CrystFEL does (``libcrystfel/src/image.c``,
+``create_badmap``): non-finite values, ``no_index``, ``flag_*``, ``mask_edge_pixels``,
+``maskN`` bit tests and bad regions.
 
 Arrays are returned panel-relative, indexed ``[ss, fs]``: element ``[iss, ifs]`` of panel p
 is array element ``(min_ss + iss, min_fs + ifs)`` of the 2-D slice, i.e. the pixel that
@@ -21,152 +15,21 @@ covers data-array positions ``FS in [min_fs + ifs, min_fs + ifs + 1)``.
 from __future__ import annotations
 
 import os
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .errors import StreamfilterError
-from .geometry import Detector, Panel
-
-__all__ = [
-    "EventID",
-    "Frame",
-    "FrameError",
-    "FrameNotFoundError",
-    "FrameReadError",
-    "FrameSource",
-    "parse_event",
-    "substitute_path",
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class FrameError(StreamfilterError):
-    """Base class of frame access errors (a StreamfilterError: exit status 2 in the CLI)."""
-
-
-class FrameNotFoundError(FrameError):
-    """The image file named by a chunk was not found.
-
-    Attributes
-    ----------
-    filename : str
-        ``Image filename`` as written in the stream.
-    event : str or None
-    searched : list of str
-        Every path that was tried, in order.
-    """
-
-    def __init__(self, filename: str, event: str | None, searched: Sequence[str]):
-        self.filename = filename
-        self.event = event
-        self.searched = list(searched)
-        tried = "\n  ".join(self.searched) or "(nothing)"
-        super().__init__(
-            f"image file '{filename}' (event {event}) not found; tried:\n  {tried}\n"
-            "Give the directory where indexamajig ran with --data-root."
-        )
-
-
-class FrameReadError(FrameError):
-    """The image file exists but the frame cannot be read from it.
-
-    Missing dataset, event out of range, array shape or rank that does not match the
-    geometry, unreadable or truncated file, missing mask file ...
-
-    Attributes
-    ----------
-    filename : str
-        The file concerned (image or mask file).
-    event : str or None
-    reason : str
-    """
-
-    def __init__(self, filename: str, event: str | None, reason: str):
-        self.filename = filename
-        self.event = event
-        self.reason = reason
-        super().__init__(f"{filename} (event {event}): {reason}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Events
-
-
-@dataclass(frozen=True)
-class EventID:
-    """A parsed event ID: path parts (for ``%`` in paths) and dim parts (for ``%`` axes)."""
-
-    path_parts: tuple[str, ...]
-    dims: tuple[int, ...]
-
-
-def parse_event(event: str | None) -> EventID:
-    """Parse ``[path_part/...]//[int[/int...]]``; None (old streams) means ``//``.
-
-    Raises
-    ------
-    ValueError
-        If there is no ``//`` or a dim part is not a non-negative integer.
-    """
-    if event is None:
-        event = "//"
-    event = event.strip()
-    left, sep, right = event.partition("//")
-    if not sep:
-        raise ValueError(f"invalid event ID '{event}': no '//'")
-    path_parts = tuple(left.split("/")) if left else ()
-    if any(p == "" for p in path_parts):
-        raise ValueError(f"invalid event ID '{event}': empty path part")
-    dims: tuple[int, ...] = ()
-    if right:
-        items = right.split("/")
-        if not all(s.isdigit() for s in items):
-            raise ValueError(f"invalid event ID '{event}': dim parts must be integers >= 0")
-        dims = tuple(int(s) for s in items)
-    return EventID(path_parts, dims)
-
-
-def substitute_path(template: str, path_parts: Sequence[str], *, allow_extra: bool) -> str:
-    """Put the event's path parts into the ``%`` characters of an HDF5 path, in order.
-
-    Parameters
-    ----------
-    template : str
-        e.g. ``/data/%/raw``.
-    path_parts : sequence of str
-    allow_extra : bool
-        Masks and saturation maps may have fewer placeholders than the event has parts.
-
-    Raises
-    ------
-    ValueError
-        Too few path parts (or too many when ``allow_extra`` is False).
-    """
-    n = template.count("%")
-    if len(path_parts) < n or (len(path_parts) > n and not allow_extra):
-        raise ValueError(
-            f"the event has {len(path_parts)} path part(s) but '{template}' has {n} '%'"
-        )
-    if n == 0:
-        return template
-    pieces = template.split("%")
-    out = [pieces[0]]
-    for part, piece in zip(path_parts, pieces[1:], strict=False):
-        out += [part, piece]
-    return "".join(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames
+from ..geometry import Detector, Panel
+from ._direct import DirectPlan
+from .badmap import flagged, mask_bad, mask_dtype
+from .errors import FrameNotFoundError, FrameReadError
+from .events import EventID, parse_event, substitute_path
+from .hdf5 import ensure_filters, read_hyperslab
+from .layout import PanelGroup, dims_text
 
 
 @dataclass
@@ -204,91 +67,6 @@ class Frame:
     bad: dict[str, np.ndarray]
     saturation: dict[str, np.ndarray] | None
     header: dict[str, float] = field(default_factory=dict)
-
-
-class _Group:
-    """Panels whose pixels come from the same HDF5 array, read with one hyperslab.
-
-    ``roles`` is the panels' dims with fixed indices replaced by ``'#'``; every panel of a
-    group has the same roles.  The read covers, along each ss/fs/fixed axis, the bounding
-    range of the member panels; placeholder axes take the event's index.
-    """
-
-    def __init__(self, template: str, file: str | None, panels: list[Panel]):
-        self.template = template
-        self.file = file
-        self.panels = panels
-        self.dims = panels[0].dims
-        self.roles = tuple(r if isinstance(r, str) else "#" for r in self.dims)
-        self.n_placeholders = self.roles.count("%")
-        ranges = []
-        for axis, role in enumerate(self.roles):
-            if role == "ss":
-                ranges.append((min(p.min_ss for p in panels), max(p.max_ss for p in panels) + 1))
-            elif role == "fs":
-                ranges.append((min(p.min_fs for p in panels), max(p.max_fs for p in panels) + 1))
-            elif role == "#":
-                vals = [int(p.dims[axis]) for p in panels]
-                ranges.append((min(vals), max(vals) + 1))
-            else:
-                ranges.append(None)
-        self.ranges = ranges
-        self.views = {p.name: self._view(p) for p in panels}
-
-    def _view(self, p: Panel) -> tuple:
-        view: list = []
-        for axis, role in enumerate(self.roles):
-            lo = self.ranges[axis][0] if self.ranges[axis] else 0
-            if role == "ss":
-                view.append(slice(p.min_ss - lo, p.max_ss + 1 - lo))
-            elif role == "fs":
-                view.append(slice(p.min_fs - lo, p.max_fs + 1 - lo))
-            elif role == "#":
-                view.append(int(p.dims[axis]) - lo)
-        return tuple(view)
-
-    def selection(self, shape: tuple[int, ...], ev_dims: tuple[int, ...], static: bool):
-        """Hyperslab (start, count) and output shape for a dataset of ``shape``.
-
-        Placeholder and fixed-index axes have count 1 and are dropped from the output
-        shape only for placeholders.  With ``static`` the placeholder axes are absent from
-        the dataset (a mask or saturation map shared by all frames).  Raises ValueError with
-        a readable reason.
-        """
-        keep = [r != "%" or not static for r in self.roles]
-        roles = [r for r, k in zip(self.roles, keep, strict=True) if k]
-        ranges = [g for g, k in zip(self.ranges, keep, strict=True) if k]
-        start: list[int] = []
-        count: list[int] = []
-        out_shape: list[int] = []
-        k = 0
-        for axis, (role, rng) in enumerate(zip(roles, ranges, strict=True)):
-            if role == "%":
-                idx = ev_dims[k]
-                k += 1
-                if idx >= shape[axis]:
-                    raise ValueError(
-                        f"event index {idx} is out of range for axis {axis} "
-                        f"(size {shape[axis]}) of '{{path}}', shape {shape}"
-                    )
-                start.append(idx)
-                count.append(1)
-            else:
-                lo, hi = rng
-                if hi > shape[axis]:
-                    what = {"ss": "max_ss", "fs": "max_fs", "#": "fixed index"}[role]
-                    raise ValueError(
-                        f"the geometry needs {what} {hi - 1} on axis {axis} ({role}) but "
-                        f"'{{path}}' has shape {shape}"
-                    )
-                start.append(lo)
-                count.append(hi - lo)
-                out_shape.append(hi - lo)
-        return (tuple(start), tuple(count)), tuple(out_shape)
-
-
-def _dims_text(roles: Sequence[str | int]) -> str:
-    return "(" + ", ".join(str(r) for r in roles) + ")"
 
 
 class FrameSource:
@@ -362,12 +140,12 @@ class FrameSource:
         self._need_shift = any(not r.is_fsss for r in det.bad_regions)
 
     @staticmethod
-    def _make_groups(members: list[tuple[Panel, str, str | None]]) -> list[_Group]:
+    def _make_groups(members: list[tuple[Panel, str, str | None]]) -> list[PanelGroup]:
         groups: dict[tuple, list[Panel]] = {}
         for p, template, file in members:
             roles = tuple(r if isinstance(r, str) else "#" for r in p.dims)
             groups.setdefault((template, file, roles), []).append(p)
-        return [_Group(t, f, ps) for (t, f, _), ps in groups.items()]
+        return [PanelGroup(t, f, ps) for (t, f, _), ps in groups.items()]
 
     # -- pickling, context manager -----------------------------------------------------------
 
@@ -390,8 +168,6 @@ class FrameSource:
 
     def close(self) -> None:
         """Close every open HDF5 file."""
-        for st in self._datasets.values():
-            _DIRECT.pop(id(st.ds), None)
         self._datasets.clear()
         self._file_keys.clear()
         while self._files:
@@ -463,7 +239,7 @@ class FrameSource:
         while len(self._files) > self.max_open_files:
             old_key, old = self._files.popitem(last=False)
             for k in [k for k in self._datasets if k[0] == old_key]:
-                _DIRECT.pop(id(self._datasets.pop(k).ds), None)
+                del self._datasets[k]
             del self._file_keys[id(old)]
             old.close()
         return f
@@ -475,7 +251,7 @@ class FrameSource:
             return st
         obj = f.get(path)
         if isinstance(obj, h5py.Dataset):
-            _ensure_filters(obj)
+            ensure_filters(obj)
             st = self._datasets[key] = _Stored(obj, obj.ndim, obj.shape, obj.dtype)
             return st
         # name what the nearest existing ancestor group holds, to make typos obvious
@@ -548,6 +324,21 @@ class FrameSource:
             for name, arr in result.items():
                 masks.setdefault(name, []).append(arr)
 
+        static_bad = self._static_bad(header, shift, mask_keys, masks)
+        bad: dict[str, np.ndarray] = {}
+        for p in self.detector.panels:
+            arr = static_bad[p.name]
+            if not p.no_index and (p.flags or p.name in float_data):
+                arr = arr | flagged(data[p.name], p, p.name in float_data)
+            bad[p.name] = arr
+
+        saturation = self._read_saturation(f, path, ev, filename, ev_text)
+        return Frame(filename, ev_text, path, data, bad, saturation, header)
+
+    def _static_bad(self, header: dict[str, float], shift: tuple, mask_keys: list,
+                    masks: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+        """Bad maps that do not depend on the pixel values (geometry and masks), cached when
+        every mask is shared by all frames of its file."""
         combined_key = None if None in mask_keys else (shift, tuple(mask_keys))
         static_bad = self._combined.get(combined_key) if combined_key else None
         if static_bad is None:
@@ -561,26 +352,24 @@ class FrameSource:
                 static_bad[p.name] = arr
             if combined_key is not None:
                 self._combined.put(combined_key, static_bad)
+        return static_bad
 
-        bad: dict[str, np.ndarray] = {}
+    def _read_saturation(self, f: h5py.File, path: Path, ev: EventID, filename: str,
+                         event: str) -> dict[str, np.ndarray] | None:
+        """Per-panel saturation levels (+inf for panels without a map); None if no panel
+        has a ``saturation_map``."""
+        if not self._sat_groups:
+            return None
+        saturation: dict[str, np.ndarray] = {}
+        for g in self._sat_groups:
+            _, result = self._read_aux(f, path, g, ev, filename, event, bits=None)
+            saturation.update(result)
         for p in self.detector.panels:
-            arr = static_bad[p.name]
-            if not p.no_index and (p.flags or p.name in float_data):
-                arr = arr | _flagged(data[p.name], p, p.name in float_data)
-            bad[p.name] = arr
+            if p.name not in saturation:
+                saturation[p.name] = np.full((p.height, p.width), np.inf, dtype=np.float32)
+        return saturation
 
-        saturation = None
-        if self._sat_groups:
-            saturation = {}
-            for g in self._sat_groups:
-                _, result = self._read_aux(f, path, g, ev, filename, ev_text, bits=None)
-                saturation.update(result)
-            for p in self.detector.panels:
-                if p.name not in saturation:
-                    saturation[p.name] = np.full((p.height, p.width), np.inf, dtype=np.float32)
-        return Frame(filename, ev_text, path, data, bad, saturation, header)
-
-    def _read_data(self, f: h5py.File, g: _Group, ev: EventID, filename: str, event: str):
+    def _read_data(self, f: h5py.File, g: PanelGroup, ev: EventID, filename: str, event: str):
         try:
             dpath = substitute_path(g.template, ev.path_parts, allow_extra=False)
         except ValueError as e:
@@ -591,7 +380,7 @@ class FrameSource:
                 event,
                 f"the event has {len(ev.dims)} dim part(s) but the geometry declares "
                 f"{g.n_placeholders} placeholder axis/axes for '{dpath}' "
-                f"(dims {_dims_text(g.dims)})",
+                f"(dims {dims_text(g.dims)})",
             )
         st = self._dataset(f, dpath, filename, event, "image")
         ds = st.ds
@@ -600,7 +389,7 @@ class FrameSource:
                 filename,
                 event,
                 f"'{dpath}' has shape {st.shape} (rank {st.ndim}) but the geometry declares "
-                f"{len(g.roles)} dims {_dims_text(g.dims)} for panel {g.panels[0].name}",
+                f"{len(g.roles)} dims {dims_text(g.dims)} for panel {g.panels[0].name}",
             )
         try:
             slab, out_shape = g.selection(st.shape, ev.dims, static=False)
@@ -608,11 +397,9 @@ class FrameSource:
             raise FrameReadError(filename, event, str(e).replace("{path}", dpath)) from None
         out = np.empty(out_shape, dtype=np.float32)
         if st.plan is False:
-            st.plan = _DirectPlan.of(ds)
-            if st.plan is not None:
-                _register_direct(ds, st.plan)
+            st.plan = DirectPlan.of(ds)
         try:
-            _read_hyperslab(ds, slab, out)
+            read_hyperslab(ds, slab, out, st.plan)
         except (OSError, ValueError, TypeError) as e:
             raise FrameReadError(filename, event, f"cannot read '{dpath}': {e}") from e
         return out, st.dtype.kind == "f"
@@ -621,7 +408,7 @@ class FrameSource:
         self,
         f: h5py.File,
         image: Path,
-        g: _Group,
+        g: PanelGroup,
         ev: EventID,
         filename: str,
         event: str,
@@ -647,7 +434,7 @@ class FrameSource:
                 str(afile),
                 event,
                 f"{what} '{dpath}' has rank {st.ndim} but the geometry declares dims "
-                f"{_dims_text(g.dims)} (rank {len(g.roles)}, or {len(g.roles) - g.n_placeholders} "
+                f"{dims_text(g.dims)} (rank {len(g.roles)}, or {len(g.roles) - g.n_placeholders} "
                 "for a mask shared by all frames)",
             )
         key: tuple | None = None
@@ -664,17 +451,17 @@ class FrameSource:
         if bits is None:
             dtype = np.dtype(np.float32)
         else:
-            dtype = _mask_dtype(st.dtype, max(max(gb) for gb in bits.values()))
+            dtype = mask_dtype(st.dtype, max(max(gb) for gb in bits.values()))
         out = np.empty(out_shape, dtype=dtype)
         try:
-            _read_hyperslab(ds, slab, out)
+            read_hyperslab(ds, slab, out)
         except (OSError, ValueError, TypeError) as e:
             raise FrameReadError(str(afile), event, f"cannot read {what} '{dpath}': {e}") from e
         result: dict[str, np.ndarray] = {}
         for p in g.panels:
             arr = out[g.views[p.name]]
             if bits is not None:
-                arr = _mask_bad(arr, *bits[p.name])
+                arr = mask_bad(arr, *bits[p.name])
             arr.flags.writeable = False
             result[p.name] = arr
         if key is not None:
@@ -691,7 +478,7 @@ class FrameSource:
                 ds = f.get(dpath)
                 if not isinstance(ds, h5py.Dataset):
                     continue
-                _ensure_filters(ds)
+                ensure_filters(ds)
                 if ds.size == 1:
                     out[hpath] = float(np.asarray(ds[()]).ravel()[0])
                 else:
@@ -715,25 +502,6 @@ class FrameSource:
         return hit
 
 
-_PLUGINS_LOADED = False
-
-
-def _ensure_filters(ds: h5py.Dataset) -> None:
-    """Register hdf5plugin's filters (bitshuffle, LZ4, Blosc, ...) with HDF5 before a dataset
-    that uses a filter HDF5 lacks is read.  Imported only then: it costs ~15 ms of start-up,
-    and deflate/shuffle datasets (and our direct chunk reads) do not need it."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED or ds.chunks is None:  # contiguous datasets have no filters
-        return
-    dcpl = ds.id.get_create_plist()
-    codes = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
-    if all(h5py.h5z.filter_avail(c) for c in codes):
-        return
-    import hdf5plugin  # noqa: F401
-
-    _PLUGINS_LOADED = True
-
-
 @dataclass
 class _Stored:
     """An open dataset and its metadata, read from HDF5 once."""
@@ -742,7 +510,7 @@ class _Stored:
     ndim: int
     shape: tuple[int, ...]
     dtype: np.dtype
-    plan: _DirectPlan | None | bool = False  # False: not looked at yet
+    plan: DirectPlan | None | bool = False  # False: not looked at yet; owned here
 
 
 class _LRU:
@@ -763,168 +531,3 @@ class _LRU:
         self._d.move_to_end(key)
         while len(self._d) > self.size:
             self._d.popitem(last=False)
-
-
-# The direct-read plans of image datasets, by id(dataset), with a weak reference to the
-# dataset: an entry goes away with its dataset (and is checked against id reuse).
-_DIRECT: dict[int, tuple[weakref.ref, _DirectPlan]] = {}
-
-
-def _register_direct(ds: h5py.Dataset, plan: _DirectPlan) -> None:
-    key = id(ds)
-    _DIRECT[key] = (weakref.ref(ds, lambda _: _DIRECT.pop(key, None)), plan)
-
-
-def _read_hyperslab(ds: h5py.Dataset, slab: tuple, out: np.ndarray) -> None:
-    """Read the hyperslab (start, count) into ``out``, converted to ``out.dtype``.
-
-    A whole chunk of a dataset with a :class:`_DirectPlan` is inflated here; anything else
-    is one H5Dread, HDF5 converting on the fly (no intermediate copy).
-    """
-    hit = _DIRECT.get(id(ds))
-    if hit is not None and hit[0]() is ds and hit[1].read(ds, slab, out):
-        return
-    start, count = slab
-    fspace = ds.id.get_space()
-    fspace.select_hyperslab(start, count)
-    ds.id.read(h5py.h5s.create_simple(out.shape), fspace, out)
-
-
-_H5Z_DEFLATE, _H5Z_SHUFFLE = 1, 2
-
-
-@dataclass(frozen=True)
-class _DirectPlan:
-    """How to read whole chunks of a deflate (optionally shuffled) dataset without HDF5's
-    filter pipeline: the stored bytes of the chunk (``read_direct_chunk``), inflated with
-    ISA-L when the ``isal`` package is there (~2.3 x faster than zlib), else zlib, then
-    un-shuffled and converted to float32 with numpy.  The values are identical to what
-    HDF5's own read and conversion give: the same inflate output, and the same C casts.
-
-    Only used where it is exactly one chunk that a frame needs; anything else (other
-    filters, partial chunks, skipped filters, unallocated chunks, ...) goes through
-    :func:`_read_hyperslab`.
-    """
-
-    chunks: tuple[int, ...]
-    dtype: np.dtype
-    shuffle: bool
-
-    @staticmethod
-    def of(ds: h5py.Dataset) -> _DirectPlan | None:
-        """The plan for ``ds``, or None when its layout or filters are not supported."""
-        dtype = ds.dtype
-        if ds.chunks is None or not (
-            (dtype.kind in "iu" and dtype.itemsize <= 4) or dtype == np.dtype("<f4")
-        ):
-            return None
-        dcpl = ds.id.get_create_plist()
-        codes = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
-        if codes not in ([_H5Z_DEFLATE], [_H5Z_SHUFFLE, _H5Z_DEFLATE]):
-            return None
-        return _DirectPlan(tuple(ds.chunks), dtype, len(codes) == 2 and dtype.itemsize > 1)
-
-    def read(self, ds: h5py.Dataset, slab: tuple, out: np.ndarray) -> bool:
-        """Read the hyperslab ``slab`` = (start, count) into ``out`` (converted to its
-        dtype as HDF5 would) when it is exactly one chunk; False, ``out`` untouched, when
-        this plan cannot do it."""
-        start, count = slab
-        if tuple(count) != self.chunks or any(s % c for s, c in zip(start, self.chunks)):
-            return False
-        try:
-            mask, raw = ds.id.read_direct_chunk(tuple(start))
-        except (OSError, KeyError, ValueError, MemoryError):  # h5py: a chunk never written
-            return False
-        if mask:  # some filter was skipped for this chunk
-            return False
-        n = out.size
-        size = self.dtype.itemsize
-        data = _inflate(raw, n * size)
-        if data is None:
-            return False
-        planes = np.frombuffer(data, np.uint8)
-        if self.shuffle:  # HDF5 stores byte j of every element together, j = 0..size-1
-            planes = planes.reshape(size, n)
-            # every value in 0..65535 (most detector frames): two planes, one pass (max is
-            # a faster reduction than any)
-            if (
-                size == 4
-                and self.dtype.kind in "iu"
-                and self.dtype.byteorder in "<=|"
-                and np.little_endian
-            ):
-                small = not planes[2:].max()
-            else:
-                small = False
-            if small:
-                low = planes[1].astype(np.uint16)
-                low <<= 8
-                low |= planes[0]
-                np.copyto(out, low.reshape(out.shape), casting="unsafe")
-                return True
-            values = np.empty((n, size), np.uint8)
-            for j in range(size):
-                values[:, j] = planes[j]
-            planes = values
-        np.copyto(out, planes.view(self.dtype).reshape(out.shape), casting="unsafe")
-        return True
-
-
-def _inflate(raw: bytes, size: int) -> bytes | None:
-    """zlib-inflate ``raw``; None unless it inflates to exactly ``size`` bytes."""
-    try:
-        data = _decompress()(raw, bufsize=size)
-    except Exception:  # noqa: BLE001 - corrupt data: HDF5's own read reports it properly
-        return None
-    return data if len(data) == size else None
-
-
-_DECOMPRESS: Callable[..., bytes] | None = None
-
-
-def _decompress() -> Callable[..., bytes]:
-    """ISA-L's zlib-compatible ``decompress`` when the ``isal`` package is installed (the
-    same bytes as zlib, ~2.3 x faster), else zlib's."""
-    global _DECOMPRESS
-    if _DECOMPRESS is None:
-        try:
-            from isal.isal_zlib import decompress
-        except ImportError:
-            from zlib import decompress
-        _DECOMPRESS = decompress
-    return _DECOMPRESS
-
-
-def _mask_dtype(stored: np.dtype, largest_bits: int) -> np.dtype:
-    """Integer type to read a mask in: its own type when the bit masks fit (no widening
-    copy), else int64 (CrystFEL reads masks as C int)."""
-    if stored.kind in "ui" and stored.itemsize <= 8:
-        usable = 8 * stored.itemsize - (1 if stored.kind == "i" else 0)
-        if largest_bits < (1 << usable):
-            return stored
-    return np.dtype(np.int64)
-
-
-def _mask_bad(m: np.ndarray, goodbits: int, badbits: int) -> np.ndarray:
-    """CrystFEL's test: bad if ``(m & goodbits) != goodbits`` or ``(m & badbits) != 0``."""
-    bad = np.zeros(m.shape, dtype=bool)
-    if badbits:
-        bad |= (m & badbits) != 0
-    if goodbits:
-        bad |= (m & goodbits) != goodbits
-    return bad
-
-
-def _flagged(values: np.ndarray, p: Panel, is_float: bool) -> np.ndarray:
-    """Bad pixels that depend on the values: ``flag_*`` (float32 comparisons, as CrystFEL)
-    and, for float datasets, non-finite values."""
-    bad = ~np.isfinite(values) if is_float else np.zeros(values.shape, dtype=bool)
-    for kind, v in p.flags:
-        v32 = np.float32(v)
-        if kind == "lessthan":
-            bad |= values < v32
-        elif kind == "morethan":
-            bad |= values > v32
-        else:
-            bad |= np.rint(values) == v32
-    return bad

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .progress import byte_progress, input_size
-from .stream import read_stream
+from ..progress import byte_progress, input_size
+from .reader import read_stream
 
 CELL_NAMES = ("a_nm", "b_nm", "c_nm", "alpha_deg", "beta_deg", "gamma_deg")
 

@@ -12,17 +12,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import StreamfilterError, StreamFormatError
-from .progress import byte_progress
-from .stream import Chunk, StreamWriter, is_same_file, read_stream
-from .stream.model import (
+from ..errors import StreamfilterError, StreamFormatError
+from ..progress import byte_progress
+from .model import (
     BEGIN_CRYSTAL,
     BEGIN_PEAKS,
     BEGIN_REFL,
     END_CRYSTAL,
     END_PEAKS,
     END_REFL,
+    Chunk,
 )
+from .reader import is_same_file, read_stream
+from .writer import StreamWriter
 
 
 @dataclass
@@ -111,7 +113,7 @@ def cat_streams(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, 
     Parameters
     ----------
     upgrade : bool
-        Convert 2.1/2.2 input to format 2.3 (see :mod:`streamfilter.upgrade`).
+        Convert 2.1/2.2 input to format 2.3 (see :mod:`streamfilter.stream.upgrade`).
     keep_going : bool
         Copy a malformed chunk verbatim, report it and continue, instead of stopping with
         an error (exit status 2).

@@ -1,16 +1,15 @@
-"""``streamfilter demo [DIR]``: simulate, re-integrate three ways, score against the truth.
+"""The demo behind ``streamfilter demo [DIR]``: simulate, re-integrate three ways, score.
 
-Makes a small data set with :mod:`streamfilter.synth` (frames, geometry, a format-2.3 stream
-and the noise-free truth), re-integrates the stream with ``--method crystfel``, ``--method
-robust`` and ``--method profile`` into three new streams, and prints per resolution shell how
-far each method's intensities are from the true Bragg photons of the same peak discs.
+Makes a small data set with :func:`~streamfilter.synth.generate` (frames, geometry, a
+format-2.3 stream and the noise-free truth), re-integrates the stream with ``--method
+crystfel``, ``--method robust`` and ``--method profile`` into three new streams, and prints
+per resolution shell how far each method's intensities are from the true Bragg photons of the
+same peak discs.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,10 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
     Progress and the table are printed to ``out`` (default: standard output).
     """
     out = out or sys.stdout
-    from .analysis.accuracy import compare_on_truth, format_side_by_side
-    from .pipeline.run import reintegrate
-    from .synth import SynthConfig, generate
+    from ..analysis.accuracy import compare_on_truth, format_side_by_side
+    from ..pipeline.run import reintegrate
+    from .config import SynthConfig
+    from .dataset import generate
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,22 +51,3 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
           "   'perfect' subtracts the true background: the floor of any summation):\n", file=out)
     print(format_side_by_side(tables, "crystfel"), file=out)
     return {name: t.to_dict() for name, t in tables.items()}
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="simulate a data set, re-integrate it three ways, score it",
-                       description=__doc__.split("\n\n")[1].replace("\n", " "))
-    p.add_argument("directory", nargs="?", metavar="DIR",
-                   help="keep the files here (default: a temporary directory, removed)")
-    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
-    p.add_argument("--frames", type=int, default=20, help="number of frames (default 20)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.directory:
-        run_demo(args.directory, seed=args.seed, n_frames=args.frames)
-    else:
-        with tempfile.TemporaryDirectory(prefix="streamfilter-demo-") as d:
-            run_demo(d, seed=args.seed, n_frames=args.frames)
-    return 0

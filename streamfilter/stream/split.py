@@ -7,18 +7,17 @@ Shards are balanced by bytes, cut only between chunks, using the cached chunk in
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from .errors import StreamfilterError
-from .stream import atomic_output, is_same_file
-from .stream.index import ChunkIndex, build_index
-from .stream.writer import commit_temp, signals_held
+from ..errors import StreamfilterError
+from ..interrupt import signals_held
+from .index import ChunkIndex, build_index
+from .reader import is_same_file
+from .writer import atomic_output, commit_temp
 
 COPY_BLOCK = 1 << 22
 
@@ -75,22 +74,3 @@ def split_stream(path: str, n: int, prefix: str, *, cache: bool = True) -> list[
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return outputs
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("split", help="cut a stream into N streams at chunk boundaries",
-                       description="Cut a stream into N valid streams (each with the full "
-                       "header) balanced by size, split between chunks. Join the results "
-                       "with 'streamfilter cat'.")
-    p.add_argument("input", metavar="IN", help="input stream (a file)")
-    p.add_argument("-n", type=int, required=True, help="number of shards")
-    p.add_argument("-o", "--prefix", required=True, metavar="PREFIX",
-                   help="shards are written to PREFIX-000.stream, PREFIX-001.stream, ...")
-    p.add_argument("--no-cache", action="store_true", help="do not cache the chunk index")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    outs = split_stream(args.input, args.n, args.prefix, cache=not args.no_cache)
-    print(f"split: wrote {len(outs)} shards: {outs[0]} ... {outs[-1]}", file=sys.stderr)
-    return 0

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StreamfilterError
-from .geometry import GeometryError, parse_geometry
-from .stream import Chunk, ReflectionTable, StreamHeader, TableUpdate, format_peaks
-from .stream.tables import PEAK_HEADER_23
-
-BEGIN_GEOM = b"----- Begin geometry file -----\n"
-END_GEOM = b"----- End geometry file -----\n"
+from ..errors import StreamfilterError
+from ..geometry import GeometryError, parse_geometry
+from .model import Chunk, StreamHeader, TableUpdate
+from .tables import PEAK_HEADER_23, ReflectionTable, format_peaks
+from .text import FORMAT_LINE_23, geometry_block
 
 
 class Upgrader:
@@ -52,12 +50,9 @@ class Upgrader:
         stream had none, since readers >= 0.10 require one)."""
         raw = self._header.raw
         first = raw.find(b"\n") + 1
-        out = b"CrystFEL stream format 2.3\n" + raw[first:]
+        out = FORMAT_LINE_23 + raw[first:]
         if self._insert_geometry:
-            text = self.geometry_text.encode()
-            if not text.endswith(b"\n"):
-                text += b"\n"
-            out += BEGIN_GEOM + text + END_GEOM
+            out += geometry_block(self.geometry_text)
         return out
 
     def _panels(self, chunk: Chunk, fs: np.ndarray, ss: np.ndarray, what: str) -> np.ndarray:
