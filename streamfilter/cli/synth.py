@@ -5,16 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._common import eprint
+from ._common import eprint, int_radius
 
 DESCRIPTION = "Write a simulated data set with known truth."
-
-
-def _parse_triple(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected R1,R2,R3, got {text!r}")
-    return tuple(int(x) for x in parts)  # type: ignore[return-value]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--n-frames", type=int, default=d.n_frames)
     p.add_argument("--name", default=d.name, help="file-name stem (default %(default)s)")
-    p.add_argument("--int-radius", type=_parse_triple, default=d.int_radius, metavar="R1,R2,R3")
+    p.add_argument("--int-radius", type=int_radius, default=d.int_radius, metavar="R1,R2,R3",
+                   help="radii written into the stream and used by its integration (pixels)")
     p.add_argument("--compression", choices=("gzip", "bitshuffle-lz4"), default=d.compression)
     p.add_argument("--adu-per-photon", type=float, default=d.adu_per_photon)
     p.add_argument("--max-adu", type=float, default=None)

@@ -73,6 +73,7 @@ from streamfilter.integrate.robust import (
 __all__ = [
     "ProfileOptions",
     "GaussianProfile",
+    "norm_cdf",
     "pixel_gaussian",
     "fit_reference_profile",
     "fit_profile_intensities",
@@ -148,7 +149,7 @@ class GaussianProfile:
     residual: np.ndarray | None = None
 
 
-def _norm_cdf(x: np.ndarray) -> np.ndarray:
+def norm_cdf(x: np.ndarray) -> np.ndarray:
     """Standard normal CDF (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7)."""
     z = np.abs(x) * (1.0 / math.sqrt(2.0))
     t = 1.0 / (1.0 + 0.3275911 * z)
@@ -162,7 +163,7 @@ def _pixel_integrals(offset: np.ndarray, sigma: np.ndarray, half_width: int) -> 
     """(..., B): integral of a unit 1-D Gaussian at ``offset`` (px from the central pixel's
     centre) with width ``sigma`` over each box pixel ``[k - 0.5, k + 0.5)``, k = -W..W."""
     edges = np.arange(-half_width, half_width + 2) - 0.5
-    cdf = _norm_cdf((edges - offset[..., None]) / sigma[..., None])
+    cdf = norm_cdf((edges - offset[..., None]) / sigma[..., None])
     return np.diff(cdf, axis=-1)
 
 

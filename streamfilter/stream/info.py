@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..crystal import d_A
 from ..progress import byte_progress, input_size
 from .reader import read_stream
 
@@ -62,7 +63,7 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
         res = _summary(resolution)
         if res is not None:
             # 1/d in nm^-1 -> d in Angstrom for the reader's convenience
-            res["median_d_A"] = 10.0 / res["median"] if res["median"] > 0 else float("inf")
+            res["median_d_A"] = d_A(res["median"]) if res["median"] > 0 else float("inf")
         return {
             "path": str(path),
             "format_version": h.format_version,

@@ -217,8 +217,9 @@ class Crystal:
         t = self.reflections
         if t is None or self.astar is None:
             return np.zeros(0)
-        q = np.outer(t.h, self.astar) + np.outer(t.k, self.bstar) + np.outer(t.l, self.cstar)
-        return np.sqrt((q * q).sum(axis=1))
+        from streamfilter.crystal import one_over_d
+
+        return one_over_d(t.h, t.k, t.l, self.astar, self.bstar, self.cstar)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import __version__
+from ..crystal import one_over_d
 from ..stream import PeakTable, ReflectionTable
 from ..stream.text import (
     FORMAT_LINE_23,
@@ -82,9 +83,7 @@ def _crystal_text(xtal: SimpleNamespace, res, peak_one_over_d: np.ndarray) -> by
         ok = np.isfinite(res.I)
         q = np.zeros(0)
         if ok.any():
-            recip = np.array([xtal.astar, xtal.bstar, xtal.cstar])
-            hkl = np.stack([res.h[ok], res.k[ok], res.l[ok]], axis=1).astype(np.float64)
-            q = np.linalg.norm(hkl @ recip, axis=1)
+            q = one_over_d(res.h[ok], res.k[ok], res.l[ok], xtal.astar, xtal.bstar, xtal.cstar)
         limit = float(q.max()) if q.size else 1.0
     w = res.written
     table = ReflectionTable(

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..geometry import Detector
+from ..integrate.profile import norm_cdf
 from ..predict import photon_energy_to_wavelength
 from .config import RNG_DETECTOR, RNG_INTENSITIES, SynthConfig
 
@@ -111,17 +112,6 @@ def make_crystal(config: SynthConfig, rng: np.random.Generator) -> SimpleNamespa
     )
 
 
-def _norm_cdf(x: np.ndarray) -> np.ndarray:
-    """Standard normal CDF via Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), pure numpy."""
-    z = np.abs(x) / math.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    erf = 1.0 - poly * np.exp(-z * z)
-    return 0.5 * (1.0 + np.sign(x) * erf)
-
-
 #: Spot pixel values are multiples of this (photons), so the noise-free Bragg image is
 #: exactly representable, sparse, and each spot's photons add up exactly.
 BRAGG_QUANTUM = 1.0 / 64.0
@@ -148,8 +138,8 @@ def add_spots(
     half = int(math.ceil(5.0 * sigma))
     offs = np.arange(-half, half + 2)  # pixel edges relative to the central pixel
     cfs, css = np.floor(fs).astype(np.int64), np.floor(ss).astype(np.int64)
-    wx = np.diff(_norm_cdf((cfs[:, None] + offs[None, :] - fs[:, None]) / sigma), axis=1)
-    wy = np.diff(_norm_cdf((css[:, None] + offs[None, :] - ss[:, None]) / sigma), axis=1)
+    wx = np.diff(norm_cdf((cfs[:, None] + offs[None, :] - fs[:, None]) / sigma), axis=1)
+    wy = np.diff(norm_cdf((css[:, None] + offs[None, :] - ss[:, None]) / sigma), axis=1)
     stamp = wy[:, :, None] * wx[:, None, :]
     stamp *= (photons / stamp.sum(axis=(1, 2)))[:, None, None]
     stamp = np.round(stamp / BRAGG_QUANTUM) * BRAGG_QUANTUM
