@@ -422,10 +422,8 @@ def compare_on_truth(
     """
     import h5py
 
-    from ..frames import FrameSource
-    from ..geometry import parse_geometry
     from ..integrate.robust import RobustOptions
-    from ..pipeline import FrameIntegrator, Integration
+    from ..pipeline import FrameIntegrator, Integration, config_for
     from ..stream import read_stream
 
     options = options or RobustOptions()
@@ -440,8 +438,9 @@ def compare_on_truth(
         if radii is None:
             radii = header.int_radius or (4.0, 5.0, 7.0)
         radii = tuple(float(r) for r in radii)
-        detector = parse_geometry(header.geometry_text or "", str(stream))
-        source = FrameSource(detector, [stream.parent, *search_dirs])
+        config = config_for(header, str(stream), data_roots=[str(d) for d in search_dirs])
+        source = config.frame_source()
+        detector = source.detector
         run = FrameIntegrator(detector, Integration("crystfel", radii))
         done = 0
         for chunk in reader:

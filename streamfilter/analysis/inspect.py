@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import StreamfilterError
-from ..frames import Frame, FrameSource
-from ..geometry import Detector, Panel, parse_geometry
+from ..frames import Frame
+from ..geometry import Detector, Panel
 from ..integrate import CrystalResult, Status
 from ..integrate.boxes import (
     PEAK,
@@ -242,15 +242,10 @@ def load_chunk(
         geometry=None if geometry is None else str(geometry),
         data_roots=[str(d) for d in data_root],
     )
-    try:
-        detector = parse_geometry(cfg.geometry_text, str(geometry or "<stream geometry>"))
-    except StreamfilterError:
-        raise
-    except Exception as e:
-        raise StreamfilterError(f"geometry: {e}") from e
     if found.photon_energy_eV is None:
         raise StreamfilterError(f"{stream}, chunk {chunk}: no photon_energy_eV line")
-    with FrameSource(detector, cfg.search_dirs) as source:
+    with cfg.frame_source() as source:
+        detector = source.detector
         frame = source.load(found.filename, found.event)
     return ChunkContext(
         stream,
