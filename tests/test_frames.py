@@ -279,6 +279,47 @@ def test_agipd_4d_modules_one_read(tmp_path, count_reads):
     assert not frame.bad["p3a4"].any()
 
 
+@pytest.mark.parametrize(
+    "panels, flat",
+    [
+        # two panels stacked along ss, in geometry order: one flat block, no copy
+        ([("a", 0, 63, 0, 31), ("b", 0, 63, 32, 63)], True),
+        # the same panels listed the other way round: not in geometry order
+        ([("b", 0, 63, 32, 63), ("a", 0, 63, 0, 31)], False),
+        # side by side along fs: each panel's rows interleave with the other's
+        ([("a", 0, 31, 0, 63), ("b", 32, 63, 0, 63)], False),
+        # a gap between them
+        ([("a", 0, 63, 0, 29), ("b", 0, 63, 32, 63)], False),
+    ],
+)
+def test_flat_data_is_the_panels_in_geometry_order(tmp_path, panels, flat):
+    data = np.arange(64 * 64, dtype=np.int32).reshape(64, 64)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["/d"] = data
+    det = parse_geometry(HEAD + "data = /d\n" + "".join(panel_block(*p) for p in panels))
+    with FrameSource(det, [tmp_path]) as src:
+        frame = src.load("f.h5", "//")
+    if not flat:
+        assert frame.flat_data is None
+        return
+    joined = np.concatenate([frame.data[p.name].reshape(-1) for p in det.panels])
+    np.testing.assert_array_equal(frame.flat_data, joined)
+    assert all(np.shares_memory(frame.data[p.name], frame.flat_data) for p in det.panels)
+
+
+def test_flat_data_of_modules_along_a_fixed_axis(tmp_path):
+    """Modules of a 4-D array (event, module, ss, fs), each a whole module in order."""
+    data = np.arange(2 * 3 * 8 * 4, dtype=np.float32).reshape(2, 3, 8, 4)
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["/d"] = data
+    geom = HEAD + "data = /d\ndim0 = %\ndim2 = ss\ndim3 = fs\n"
+    for m in range(3):
+        geom += f"m{m}/dim1 = {m}\n" + panel_block(f"m{m}", 0, 3, 0, 7, cx=10.0 * m)
+    with FrameSource(parse_geometry(geom), [tmp_path]) as src:
+        frame = src.load("m.h5", "//1")
+    np.testing.assert_array_equal(frame.flat_data, data[1].reshape(-1))
+
+
 def test_path_placeholders(tmp_path):
     rng = np.random.default_rng(3)
     runs = {r: rng.integers(0, 100, size=(4, 8, 10)).astype(np.uint16) for r in ("run_3", "run_4")}

@@ -154,13 +154,17 @@ def test_frame_layout_is_shared_but_gains_follow_the_energy():
     np.testing.assert_array_equal(a.gain, [9.0, 9.0])
     np.testing.assert_array_equal(b.gain, [12.0, 12.0])
     assert a.size == 120 * 100 + 90 * 80 and not a.offset.flags.writeable
-    # an image made of one array (panels stacked along ss) is used without a copy
-    whole = np.zeros((180, 120), np.float32)
+    # the frame source's flat read of panels stacked along ss is used without a copy; the
+    # panels of a frame without one are joined
+    whole = np.arange(180 * 120, dtype=np.float32).reshape(180, 120)
     same = parse_geometry(two_panels(120, 120))
-    stacked = SimpleNamespace(
-        data={"a": whole[:100], "b": whole[100:]}, bad={"a": None, "b": None}, saturation=None
-    )
+    panels = {"a": whole[:100], "b": whole[100:]}
+    stacked = SimpleNamespace(data=panels, bad={"a": None, "b": None}, saturation=None,
+                              flat_data=whole.reshape(-1))  # fmt: skip
     fp = DetectorLayout(same).frame_pixels(stacked, 9000.0)
     assert np.shares_memory(fp.image, whole) and fp.image.size == whole.size
+    apart = SimpleNamespace(data=panels, bad=stacked.bad, saturation=None)
+    np.testing.assert_array_equal(DetectorLayout(same).frame_pixels(apart, 9000.0).image,
+                                  whole.reshape(-1))  # fmt: skip
     assert math.isinf(fp.max_adu[0])
     assert central_pixels(np.array([2.9]), np.array([0.1]))[0][0] == 2

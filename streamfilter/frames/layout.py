@@ -49,6 +49,38 @@ class PanelGroup:
                 view.append(int(p.dims[axis]) - lo)
         return tuple(view)
 
+    def flat_span(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+        """Where the member panels lie, one after the other in member order, in the
+        C-ordered slab of ``shape`` read for them: (start, stop) of the element range,
+        or None when their pixels are not consecutive blocks of the slab in that order.
+
+        A panel's view is one block when every axis before its first partial one selects
+        a single index and every axis after it is whole.
+        """
+        span: tuple[int, int] | None = None
+        for p in self.panels:
+            bounds = []
+            for axis, v in enumerate(self.views[p.name]):
+                lo, hi = (v.start, v.stop) if isinstance(v, slice) else (v, v + 1)
+                bounds.append((lo, hi, shape[axis]))
+            sizes = [hi - lo for lo, hi, _ in bounds]
+            partial = [i for i, (m, (_, _, n)) in enumerate(zip(sizes, bounds)) if m != n]
+            if partial:
+                k = partial[0]
+                if any(m != 1 for m in sizes[:k]):
+                    return None
+                if any(m != n for m, (_, _, n) in zip(sizes[k + 1 :], bounds[k + 1 :])):
+                    return None
+            start, size, stride = 0, 1, 1
+            for lo, hi, n in reversed(bounds):
+                start += lo * stride
+                size *= hi - lo
+                stride *= n
+            if span is not None and start != span[1]:
+                return None
+            span = (start if span is None else span[0], start + size)
+        return span
+
     def selection(self, shape: tuple[int, ...], ev_dims: tuple[int, ...], static: bool):
         """Hyperslab (start, count) and output shape for a dataset of ``shape``.
 
@@ -87,10 +119,6 @@ class PanelGroup:
                 count.append(hi - lo)
                 out_shape.append(hi - lo)
         return (tuple(start), tuple(count)), tuple(out_shape)
-
-
-def _dims_text(roles: Sequence[str | int]) -> str:
-    return "(" + ", ".join(str(r) for r in roles) + ")"
 
 
 def dims_text(roles: Sequence[str | int]) -> str:

@@ -58,6 +58,11 @@ class Frame:
     header : dict of str to float
         Values of the HDF5 header fields the geometry refers to (``clen``,
         ``photon_energy``, ``detector_shift_*`` given as paths), for this frame.
+    flat_data : numpy.ndarray or None
+        Every panel's pixels one after the other in geometry order, each panel C-ordered
+        ``[ss, fs]``, as one float32 1-D array of which the ``data`` arrays are views; None
+        when the file does not store the panels that way (several arrays, gaps, another
+        order).
     """
 
     filename: str
@@ -67,6 +72,7 @@ class Frame:
     bad: dict[str, np.ndarray]
     saturation: dict[str, np.ndarray] | None
     header: dict[str, float] = field(default_factory=dict)
+    flat_data: np.ndarray | None = None
 
 
 class FrameSource:
@@ -306,12 +312,16 @@ class FrameSource:
 
         data: dict[str, np.ndarray] = {}
         float_data: set[str] = set()
+        flat_data = None
         for g in self._data_groups:
             slab, is_float = self._read_data(f, g, ev, filename, ev_text)
             for p in g.panels:
                 data[p.name] = slab[g.views[p.name]]
                 if is_float:
                     float_data.add(p.name)
+            if len(self._data_groups) == 1 and g.panels == list(self.detector.panels):
+                span = g.flat_span(slab.shape)
+                flat_data = None if span is None else slab.reshape(-1)[span[0] : span[1]]
 
         header = self._read_header(f, ev) if self._header_paths else {}
         shift = self.detector.detector_shift_m(header) if self._need_shift else (0.0, 0.0)
@@ -333,7 +343,7 @@ class FrameSource:
             bad[p.name] = arr
 
         saturation = self._read_saturation(f, path, ev, filename, ev_text)
-        return Frame(filename, ev_text, path, data, bad, saturation, header)
+        return Frame(filename, ev_text, path, data, bad, saturation, header, flat_data)
 
     def _static_bad(self, header: dict[str, float], shift: tuple, mask_keys: list,
                     masks: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:

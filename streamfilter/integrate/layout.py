@@ -61,6 +61,7 @@ class DetectorLayout:
         self.min_ss = np.array([p.min_ss for p in panels], dtype=np.float64)
         self.names = np.array([p.name for p in panels], dtype=object)
         self.index = {p.name: i for i, p in enumerate(panels)}
+        self.size = int((self.height * self.width).sum())
         for a in (self.offset, self.width, self.height, self.max_adu, self.min_fs, self.min_ss,
                   self.names):  # fmt: skip
             a.flags.writeable = False  # shared by every frame
@@ -133,22 +134,25 @@ class DetectorLayout:
                 return None
         bad = None
         if any(bd is not None for bd in bads):
-            bad = self._static("bad",
-                [np.zeros(sh, bool) if bd is None else np.asarray(bd, dtype=bool)
-                 for sh, bd in zip(shapes, bads, strict=True)],
-                            )  # fmt: skip
+            bad = self._static("bad", [
+                np.zeros(sh, bool) if bd is None else np.asarray(bd, dtype=bool)
+                for sh, bd in zip(shapes, bads, strict=True)
+            ])  # fmt: skip
         saturation = None
         if any(st is not None for st in sats):
-            saturation = self._static("saturation",
-                [np.full(sh, np.inf, np.float32) if st is None else np.asarray(st, dtype=np.float32)
-                 for sh, st in zip(shapes, sats, strict=True)],
-                            )  # fmt: skip
+            saturation = self._static("saturation", [
+                np.full(sh, np.inf, np.float32) if st is None else np.asarray(st, np.float32)
+                for sh, st in zip(shapes, sats, strict=True)
+            ])  # fmt: skip
         gain, gain_errors = self.gain(photon_energy_eV)
+        image = getattr(frame, "flat_data", None)  # the frame source's own flat read
+        if image is None or image.dtype != np.float32 or image.size != self.size:
+            image = _flat(images)
         return FramePixels(
             offset=layout.offset,
             width=layout.width,
             height=layout.height,
-            image=_flat(images),
+            image=image,
             bad=bad,
             saturation=saturation,
             max_adu=layout.max_adu,
@@ -183,28 +187,11 @@ class FramePixels:
 
 
 def _flat(arrays: list[np.ndarray]) -> np.ndarray:
-    """The panels' arrays one after the other as one flat array.
-
-    No copy when they already are: the panels of one HDF5 slab stacked along ss, as
-    CrystFEL's multi-panel files lay them out, are views of one C-ordered array whose
-    memory holds them in geometry order (checked from their data addresses).
-    """
+    """The panels' arrays one after the other as one flat array (a copy, unless there is
+    one C-ordered panel)."""
     first = arrays[0]
     if len(arrays) == 1 and first.flags.c_contiguous:
         return first.reshape(-1)
-    base = first.base
-    if (
-        isinstance(base, np.ndarray)
-        and base.flags.c_contiguous
-        and base.dtype == first.dtype
-        and all(a.flags.c_contiguous and a.base is base for a in arrays)
-    ):
-        addresses = [a.__array_interface__["data"][0] for a in arrays]
-        if all(
-            addresses[i + 1] == addresses[i] + a.nbytes for i, a in enumerate(arrays[:-1])
-        ):  # each panel's pixels right after the previous panel's
-            start = (addresses[0] - base.__array_interface__["data"][0]) // first.itemsize
-            return base.reshape(-1)[start : start + sum(a.size for a in arrays)]
     return np.concatenate([a.reshape(-1) for a in arrays])
 
 
