@@ -50,20 +50,14 @@ def _snap_to_printed(pred: np.ndarray, printed: np.ndarray) -> np.ndarray:
     return np.where(close, out, pred)
 
 
-
-
 @dataclass
-class ReconciledPrediction:
-    """One crystal's prediction set (panel-relative positions) with what the stream says of it."""
+class ReconciledPrediction(CrystalPredictions):
+    """One crystal's prediction set (panel-relative positions) with what the stream says of
+    it: ``in_stream``, the row exists in the input stream; ``r_star``, the smallest profile
+    radius (nm^-1) at which CrystFEL predicts the reflection (NaN where unknown)."""
 
-    h: np.ndarray
-    k: np.ndarray
-    l: np.ndarray  # noqa: E741
-    panel: np.ndarray
-    fs: np.ndarray
-    ss: np.ndarray
-    in_stream: np.ndarray  # the row exists in the input stream
-    r_star: np.ndarray  # smallest profile radius (nm^-1) at which CrystFEL predicts it
+    in_stream: np.ndarray
+    r_star: np.ndarray
 
     def select(self, keep: np.ndarray) -> ReconciledPrediction:
         return ReconciledPrediction(
@@ -80,8 +74,6 @@ class ReconciledPrediction:
 def _hkl_key(h: np.ndarray, k: np.ndarray, l: np.ndarray) -> np.ndarray:  # noqa: E741
     h, k, l = (np.asarray(a, dtype=np.int64) + 2048 for a in (h, k, l))  # noqa: E741
     return (h * 4096 + k) * 4096 + l
-
-
 
 
 def predict_crystal(
@@ -162,7 +154,6 @@ def _det_shift(xtal: Any) -> tuple[float, float]:
     return (float(shift[0]), float(shift[1]))
 
 
-
 def _join_stream_rows(
     pred: ReconciledPrediction,
     xtal: Any,
@@ -214,7 +205,6 @@ def _join_stream_rows(
     return ReconciledPrediction(*(a[order] for a in joined))
 
 
-
 def _panel_indices(names: Any, index: dict[str, int]) -> np.ndarray:
     """int64 index of each row's panel name (-1 for a name the geometry does not have)."""
     if names is None:  # a table without a panel column
@@ -228,7 +218,6 @@ def _panel_indices(names: Any, index: dict[str, int]) -> np.ndarray:
     for name, i in index.items():  # few panels: one vectorised comparison each
         out[names == name] = i
     return out
-
 
 
 def _settle_radius(
@@ -256,8 +245,6 @@ def _settle_radius(
         hi = min(hi, float(rs[veto & (rs > lo)].min()))
     chosen = 0.5 * (lo + hi) if hi > lo else lo
     return pred.in_stream | (finite & (rs <= chosen) & ~veto)
-
-
 
 
 def settle(
