@@ -240,6 +240,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()
     resource.getrusage(resource.RUSAGE_SELF)

@@ -261,3 +261,51 @@ def test_workers_leave_line_numbers_to_the_reading_process(r345, tmp_path):
     text = src.read_bytes()
     first_line = text[: text.index(b"----- Begin chunk -----")].count(b"\n") + 1
     assert messages[0].startswith(f"{src}, line {first_line}, chunk 0: image file 'missing.h5'")
+
+
+def _blas_threads_after_setup(config) -> tuple[int, list[int]]:
+    """This process's pid and its BLAS/OpenMP pools' thread counts once it can integrate."""
+    from threadpoolctl import threadpool_info
+
+    from streamfilter.pipeline.step import _worker_processor
+
+    _worker_processor(config)
+    return os.getpid(), [pool["num_threads"] for pool in threadpool_info()]
+
+
+def test_every_integrating_process_uses_one_blas_thread(tmp_path):
+    """-j 2: the reading process and the worker each integrate with one BLAS thread, so -j N
+    keeps N cores busy (OpenBLAS would start one thread per core in each)."""
+    from streamfilter.pipeline import config_for
+    from streamfilter.synth import SynthConfig, generate
+
+    ds = generate(tmp_path, SynthConfig(seed=4, n_frames=1))
+    with read_stream(ds.stream_path) as reader:
+        config = config_for(reader.header, str(ds.stream_path), method="crystfel")
+    code = (
+        "import json, os, sys; sys.path.insert(0, {repo!r}); "
+        "from streamfilter.pipeline.engines import ordered_map; "
+        "from tests.test_parallel import _blas_threads_after_setup as f; "
+        "import pickle; config = pickle.loads({blob!r}); "
+        "out = list(ordered_map(f, [config] * 12, jobs=2)); "
+        "print(json.dumps([os.getpid(), out]))"
+    )
+    import json
+    import pickle
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+    from streamfilter.pipeline.tuning import THREAD_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    run = [sys.executable, "-c", code.format(repo=repo, blob=pickle.dumps(config))]
+    parent, results = json.loads(subprocess.run(run, capture_output=True, text=True, env=env,
+                                                check=True).stdout)  # fmt: skip
+    pids = {pid for pid, _ in results}
+    assert len(pids) == 2 and parent in pids  # the reading process works too
+    assert all(counts and set(counts) == {1} for _, counts in results)
+    # a user's own choice stands
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    parent, results = json.loads(subprocess.run(run, capture_output=True, text=True, env=env,
+                                                check=True).stdout)  # fmt: skip
+    assert all(2 in counts for _, counts in results)

@@ -18,7 +18,7 @@ import numpy as np
 from streamfilter.errors import StreamfilterError, StreamFormatError
 from streamfilter.pipeline.config import ReintegrateConfig
 from streamfilter.pipeline.frame import FrameIntegrator
-from streamfilter.pipeline.tuning import keep_freed_memory
+from streamfilter.pipeline.tuning import tune_process
 from streamfilter.stream import Chunk, ReflectionTable, StreamHeader, TableUpdate
 
 # Per-reflection diagnostics written by --table, in this order.
@@ -60,7 +60,7 @@ class ChunkProcessor:
     """Re-integrate chunks; holds the detector and a frame source with its open files."""
 
     def __init__(self, config: ReintegrateConfig) -> None:
-        keep_freed_memory()
+        tune_process()
         self.config = config
         self.frames = config.frame_source()
         self.detector = self.frames.detector

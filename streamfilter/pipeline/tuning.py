@@ -1,9 +1,57 @@
-"""Run-time tuning of the processes that integrate: malloc thresholds, pipe sizes."""
+"""Run-time tuning of the processes that integrate: one BLAS thread, malloc thresholds, pipes.
+
+:func:`tune_process` is called once in every process that integrates (``-j 1``'s, each
+``-j N`` worker, each Dask worker) when it builds its chunk processor.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+#: Environment variables through which a user sets the threads of numpy's BLAS or of OpenMP;
+#: when one is set, the user's choice stands.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def tune_process() -> None:
+    """Everything a process that integrates sets up once: :func:`one_blas_thread` and
+    :func:`keep_freed_memory`."""
+    one_blas_thread()
+    keep_freed_memory()
+
+
+_ONE_THREAD = False
+
+
+def one_blas_thread() -> bool:
+    """Limit numpy's BLAS (and any OpenMP runtime loaded) to one thread in this process,
+    unless one of :data:`THREAD_VARIABLES` is set (True if limited).
+
+    OpenBLAS starts a thread per core by default, so a ``-j 1`` run of the robust or profile
+    method kept two cores busy for the small matrix products of its fits and ``-j N``
+    oversubscribed the machine (measured: ``-j 2`` slower than ``-j 1``).  With one thread
+    per process, ``-j N`` means N busy cores; ask for more with ``OMP_NUM_THREADS`` (or
+    ``OPENBLAS_NUM_THREADS``) in the environment.  Uses threadpoolctl, which sets the limit
+    through each library's own API (the numbers do not change).
+    """
+    global _ONE_THREAD
+    if _ONE_THREAD:
+        return True
+    if any(os.environ.get(v) for v in THREAD_VARIABLES):
+        return False
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+    _ONE_THREAD = True
+    return True
+
 
 _MALLOC_TUNED = False
 # glibc's mallopt parameters (malloc.h)
