@@ -186,18 +186,22 @@ def iter_crystals(
 
 
 class _Accumulator:
-    """Running count, mean and sum of squared deviations per unique reflection.
+    """Running count, sum and sum of squared deviations per unique reflection.
 
-    Observations (packed hkl keys in any setting, values) are buffered; each batch is reduced
-    to the point group's asymmetric unit at once and combined with the running sums by Chan et
-    al.'s pairwise update, so memory is bounded by the number of unique reflections.
+    Observations (packed hkl keys in any setting, values) are buffered; each batch of
+    ``batch`` observations is reduced to the point group's asymmetric unit at once and
+    combined with the running figures, so memory is bounded by the number of unique
+    reflections and the batch, not by the stream.  Each reflection's sum continues in
+    observation order (its running sum is the first term of its next batch sum), so the
+    mean is the one a single pass gives, bit for bit, whatever the batch size; the
+    squared deviations are combined by Chan et al.'s pairwise update.
     """
 
-    def __init__(self, pg: PointGroup, batch: int = 2_000_000) -> None:
+    def __init__(self, pg: PointGroup, batch: int = 100_000) -> None:
         self.pg = pg
         self.keys = np.zeros(0, np.int64)
         self.n = np.zeros(0, np.int64)
-        self.mean = np.zeros(0)
+        self.sum = np.zeros(0)
         self.m2 = np.zeros(0)
         self._pending_k: list[np.ndarray] = []
         self._pending_v: list[np.ndarray] = []
@@ -221,23 +225,22 @@ class _Accumulator:
         n_b = np.bincount(inv, minlength=ukeys.size)
         mean_b = np.bincount(inv, vals, minlength=ukeys.size) / n_b
         m2_b = np.bincount(inv, (vals - mean_b[inv]) ** 2, minlength=ukeys.size)
-        if self.keys.size == 0:
-            self.keys, self.n, self.mean, self.m2 = ukeys, n_b, mean_b, m2_b
-            return
         all_keys = np.union1d(self.keys, ukeys)
         ia = np.searchsorted(all_keys, self.keys)
         ib = np.searchsorted(all_keys, ukeys)
         n = np.zeros(all_keys.size, np.int64)
-        mean = np.zeros(all_keys.size)
+        total = np.zeros(all_keys.size)
         m2 = np.zeros(all_keys.size)
-        n[ia], mean[ia], m2[ia] = self.n, self.mean, self.m2
+        n[ia], total[ia], m2[ia] = self.n, self.sum, self.m2
         n_a = n[ib].astype(np.float64)
-        delta = mean_b - mean[ib]
-        tot = n_a + n_b
-        mean[ib] = mean[ib] + delta * n_b / tot
-        m2[ib] = m2[ib] + m2_b + delta * delta * n_a * n_b / tot
+        delta = mean_b - total[ib] / np.maximum(n_a, 1.0)  # (n_a = 0: no term below)
+        # each sum goes on in observation order: its running value, then this batch's values
+        first = np.arange(ukeys.size)
+        total[ib] = np.bincount(np.concatenate([first, inv]), np.concatenate([total[ib], vals]),
+                                minlength=ukeys.size)  # fmt: skip
+        m2[ib] = m2[ib] + m2_b + delta * delta * n_a * n_b / (n_a + n_b)
         n[ib] += n_b
-        self.keys, self.n, self.mean, self.m2 = all_keys, n, mean, m2
+        self.keys, self.n, self.sum, self.m2 = all_keys, n, total, m2
 
     def result(self, min_measurements: int, symmetry: str) -> ReflectionList:
         self.flush()
@@ -246,7 +249,7 @@ class _Accumulator:
         h, k, l = unpack_hkl(self.keys[keep])  # noqa: E741
         with np.errstate(invalid="ignore", divide="ignore"):
             sigma = np.sqrt(self.m2[keep] / n) / np.sqrt(n)
-        return ReflectionList(h, k, l, self.mean[keep], sigma, n, None, symmetry)
+        return ReflectionList(h, k, l, self.sum[keep] / n, sigma, n, None, symmetry)
 
 
 @dataclass
