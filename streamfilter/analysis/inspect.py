@@ -81,6 +81,7 @@ STATUS_TEXT = {
     Status.SATURATED: "not written: saturated",
     Status.IMPLAUSIBLE: "not written: implausible (I < -5 sigma)",
     Status.BG_GRADIENT: "not integrated: background gradient too steep (-grad)",
+    Status.BACKGROUND_UNDETERMINED: "not integrated: background model not determined here",
 }
 
 

@@ -132,7 +132,8 @@ class RadialBackground:
         float64 ``(n_ring, p)``: smoothed coefficients of the harmonics ``1, cos phi,
         sin phi, cos 2phi, ...`` at ring centres ``rho = r + 0.5`` (ADU per pixel).
     fitted : np.ndarray
-        bool ``(n_ring,)``: the ring had data within the smoothing window.
+        bool ``(n_ring,)``: the model of the ring is determined (data within the smoothing
+        window, and the ring between the innermost and outermost rings with data).
     q_cell : np.ndarray
         float64 ``(n_ring, n_azimuth)``: variance of the model per unit pixel variance.
     excess : dict of str to float
@@ -249,6 +250,55 @@ def _smooth_quadratic(y: np.ndarray, weight: np.ndarray, half: int) -> np.ndarra
     return out
 
 
+def _ring_fit(
+    use: np.ndarray, plan: _RadialPlan, n_azimuth: int, ridge: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares harmonics of every ring from the (count, sum, ...) statistics ``use``
+    per (panel, ring, sector) bin: coefficients (n_ring, p), the inverse normal matrices
+    (n_ring, p, p) and the pixels per ring."""
+    n_ring, p = plan.n_ring, plan.hs.shape[1]
+    n_cells = n_ring * n_azimuth
+    cnt = use[0].reshape(plan.n_panel, n_cells).sum(0).reshape(n_ring, n_azimuth)
+    tot = use[1].reshape(plan.n_panel, n_cells).sum(0).reshape(n_ring, n_azimuth)
+    ata = (cnt @ plan.outer).reshape(n_ring, p, p)
+    n_r = cnt.sum(axis=1)
+    idx = np.arange(1, p)
+    ata[:, idx, idx] += ridge * np.maximum(n_r, 1.0)[:, None]
+    ata[:, 0, 0] += 1e-9
+    inv = np.linalg.inv(ata)
+    return np.einsum("rij,rj->ri", inv, tot @ plan.hs), inv, n_r
+
+
+def _determined(smooth_coef: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """bool per ring: the smoothed model is defined (data within the window) and the ring
+    lies between the innermost and the outermost ring with data of its own (no
+    extrapolation: a local quadratic fitted to one side's rings runs away beyond them)."""
+    ok = np.isfinite(smooth_coef[:, 0])
+    has = np.flatnonzero(own)
+    if has.size == 0:
+        return np.zeros_like(ok)
+    ok[: has[0]] = False
+    ok[has[-1] + 1 :] = False
+    return ok
+
+
+def _fill_rings(q: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """``q`` (n_ring, ...) with the rows of rings without data of their own (``~own``)
+    interpolated linearly from the nearest rings with (constant beyond them): their own
+    normal matrix is singular or ridge-dominated and says nothing about the smoothed value."""
+    has = np.flatnonzero(own)
+    if has.size == 0 or has.size == len(own):
+        return q
+    miss = np.flatnonzero(~own)
+    j = np.searchsorted(has, miss)
+    lo = has[np.clip(j - 1, 0, has.size - 1)]
+    hi = has[np.clip(j, 0, has.size - 1)]
+    t = np.where(hi > lo, (miss - lo) / np.maximum(hi - lo, 1), 0.0)
+    out = q.copy()
+    out[miss] = q[lo] * (1.0 - t)[:, None] + q[hi] * t[:, None]
+    return out
+
+
 def _sg_variance_factor(half: int) -> float:
     """Variance of the centre value of an equal-weight quadratic smoother of +-half bins,
     relative to one bin's variance."""
@@ -306,6 +356,7 @@ def fit_radial_background(
     n_iter: int = 3,
     n_azimuth: int = 72,
     ridge: float = 1e-2,
+    min_ring_pixels: int = 2,
 ) -> RadialBackground:
     """Fit the smooth frame background of ``background="radial"``.
 
@@ -314,8 +365,13 @@ def fit_radial_background(
     accumulated on a (ring, ``n_azimuth``-sector) grid; a small ridge on the harmonics keeps
     rings seen over a short arc stable.  The coefficients are smoothed over +-``smooth`` rings
     with a weighted local quadratic (which keeps the curvature of a water ring) and
-    interpolated linearly in rho.  Pixels more than ``clip_sigma`` sigma (Poisson, times the
-    measured excess) above the model are dropped and the fit repeated, ``n_iter`` fits in all.
+    interpolated linearly in rho.  A ring with fewer than ``min_ring_pixels`` usable pixels
+    per coefficient has no weight in the smoothing, and the model variance there is
+    interpolated from the neighbouring rings that have (its own fit is not determined); rings
+    inside the innermost or beyond the outermost ring with weight are not extrapolated to:
+    they have no model (NaN, ``fitted`` False).  Pixels more than ``clip_sigma`` sigma
+    (Poisson, times the measured excess) above the model are dropped and the fit repeated,
+    ``n_iter`` fits in all.
 
     Parameters
     ----------
@@ -347,7 +403,6 @@ def fit_radial_background(
     bins = plan.pcell[at]
     gains = np.array([float(adu_per_photon[k]) for k in names])
     gain = np.repeat(gains, n_cells)  # per (panel, ring, sector) bin
-    idx = np.arange(1, p)
     centres = np.arange(n_ring, dtype=np.float64)
     clip_var = _truncated_variance_factor(clip_sigma)
 
@@ -364,16 +419,10 @@ def fit_radial_background(
     use = all_stats
     excess = np.ones(n_pan)
     for it in range(n_iter):
-        cnt, tot = use[0].reshape(n_pan, n_cells).sum(0), use[1].reshape(n_pan, n_cells).sum(0)
-        cnt, tot = cnt.reshape(n_ring, n_azimuth), tot.reshape(n_ring, n_azimuth)
-        ata = (cnt @ plan.outer).reshape(n_ring, p, p)
-        n_r = cnt.sum(axis=1)
-        ata[:, idx, idx] += ridge * np.maximum(n_r, 1.0)[:, None]
-        ata[:, 0, 0] += 1e-9
-        inv = np.linalg.inv(ata)
-        coef = np.einsum("rij,rj->ri", inv, tot @ plan.hs)
-        smooth_coef = _smooth_quadratic(coef, np.where(n_r >= 2 * p, n_r, 0.0), smooth)
-        ok = np.isfinite(smooth_coef[:, 0])
+        coef, inv, n_r = _ring_fit(use, plan, n_azimuth, ridge)
+        own = n_r >= min_ring_pixels * p
+        smooth_coef = _smooth_quadratic(coef, np.where(own, n_r, 0.0), smooth)
+        ok = _determined(smooth_coef, own)
         if not ok.any():
             break
         filled = np.stack(
@@ -383,9 +432,11 @@ def fit_radial_background(
         # for a 3-sigma cut and for the excess-scatter estimate.
         coarse = np.tile((filled @ plan.hs.T).ravel(), n_pan)
         poisson = gain * np.maximum(coarse, gain)
+        # the excess scatter is measured where the model is determined
+        on = np.tile(np.repeat(ok, n_azimuth), n_pan)
         r2 = use[2] - 2.0 * coarse * use[1] + coarse * coarse * use[0]
-        r2 = r2.reshape(n_pan, n_cells).sum(1)
-        pv = (use[0] * poisson).reshape(n_pan, n_cells).sum(1)
+        r2 = np.where(on, r2, 0.0).reshape(n_pan, n_cells).sum(1)
+        pv = np.where(on, use[0] * poisson, 0.0).reshape(n_pan, n_cells).sum(1)
         excess = np.where(pv > 0, r2 / np.maximum(pv, 1e-300), 1.0)
         if it > 0:
             excess /= clip_var
@@ -403,6 +454,7 @@ def fit_radial_background(
     if not ok.any():
         filled = np.full((n_ring, p), np.nan)
     q_cell = (inv.reshape(n_ring, p * p) @ plan.outer.T) * _sg_variance_factor(smooth)
+    q_cell = _fill_rings(q_cell, own)
     return RadialBackground(
         coef=filled,
         fitted=ok,

@@ -65,6 +65,9 @@ class Status(IntEnum):
     SATURATED = 4  #: saturated and ``keep_saturated`` is off
     IMPLAUSIBLE = 5  #: I < -5 sigma(I)
     BG_GRADIENT = 6  #: ``-grad`` background steeper than CrystFEL's ``bg_ok`` allows
+    #: the frame background model is not determined under the peak disc (no usable pixels
+    #: in its rings, e.g. near the beam; ``robust``/``profile``, background ``radial``)
+    BACKGROUND_UNDETERMINED = 7
 
 
 # plain ints for array comparisons (an IntEnum member goes through a slow path in numpy)

@@ -35,7 +35,9 @@ correlated across the disc; ``c = w p / sum w p**2``) + ``I**2 c^T C c`` (error 
 profile shape: C is the covariance of the strong spots' normalised residuals about their
 profiles, noise removed, :func:`profile_error_covariance`), floored at g**2.  A reflection
 keeps the robust sum and its sigma when that sigma is the smaller (strong spots, whose
-shape the profile cannot match better than the sum).
+shape the profile cannot match better than the sum).  A saturated reflection written
+because of ``-sat`` (``keep_saturated``) keeps the robust sum as well (its clipped top does
+not follow the profile), and saturated spots never shape the reference profiles.
 
 The variants kept (the sum kept where its sigma is smaller, the empirical residual, the
 shape term) were chosen by measurement against the truth; the figures and the command that
@@ -404,7 +406,8 @@ def _panel_arrays(
 def _strong(pa: _PanelArrays, min_isigma: float) -> np.ndarray:
     rr = pa.work.result
     with np.errstate(invalid="ignore"):
-        return (rr.status == Status.OK) & (rr.I >= min_isigma * rr.sigma) & pa.clean
+        good = (rr.status == Status.OK) & ~rr.saturated & pa.clean
+        return good & (rr.I >= min_isigma * rr.sigma)
 
 
 def _pool_profile(
@@ -574,7 +577,7 @@ def _finish_panel(
         shape_var = np.maximum(((c @ cov) * c).sum(axis=1), 0.0)
         sigma = np.sqrt(sigma * sigma + shape_var * np.maximum(intensity, 0.0) ** 2)
     with np.errstate(invalid="ignore"):
-        keep_sum = rr.sigma < sigma
+        keep_sum = (rr.sigma < sigma) | rr.saturated
     intensity = np.where(keep_sum, rr.I, intensity)
     sigma = np.where(keep_sum, rr.sigma, sigma)
     status = rr.status.copy()

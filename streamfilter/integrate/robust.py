@@ -15,7 +15,11 @@ estimate.  Only the background and sigma(I) differ from ``rings``:
     above the model by more than 3 sigma (Poisson) are clipped and the fit is repeated.  The
     background under a reflection is the model summed over its peak disc: it is measured
     from thousands of pixels instead of CrystFEL's few dozen, is not pulled up by the spot's
-    own tails or its neighbours, and follows a water ring.
+    own tails or its neighbours, and follows a water ring.  The model is not extrapolated
+    inside the innermost (or beyond the outermost) ring with enough usable pixels of its own
+    (2 per coefficient): a reflection with a disc pixel there, typically near the beam when
+    found peaks and reflections cover the innermost rings, is BACKGROUND_UNDETERMINED and not
+    written.
 ``plane``
     Local least-squares plane through an annulus ``r2 <= d <= bg_outer`` (8 px), with every
     predicted reflection's disc and every found peak masked, iterative high-side clipping
@@ -204,7 +208,8 @@ def integrate_robust(
         ``peak`` the highest usable pixel of the disc and the r2..r3 annulus; ``n_background``
         the pixels behind the local fit (0 for ``radial``).  Status codes as in rings:
         OFF_PANEL (peak disc, or with ``partial_ok=False`` the box, leaves the panel),
-        BAD_PEAK_PIXEL, TOO_FEW_PIXELS, SATURATED, IMPLAUSIBLE (I < -5 sigma).
+        BAD_PEAK_PIXEL, TOO_FEW_PIXELS, SATURATED, IMPLAUSIBLE (I < -5 sigma), and for
+        ``radial`` BACKGROUND_UNDETERMINED (a disc pixel where the model is not determined).
     """
     r1, r2, r3 = (int(r) for r in radii)
     w = boxes.half_width
@@ -247,7 +252,7 @@ def integrate_robust(
         model_sd = np.where(pk, np.sqrt(np.maximum(background.model_var, 0.0)), 0.0)
         var_bg = pix_var + model_sd.sum(axis=(1, 2)) ** 2
         no_model = ~np.isfinite(bg_sum) | ~np.isfinite(var_bg)
-        status[(status == Status.OK) & no_model] = Status.TOO_FEW_PIXELS
+        status[(status == Status.OK) & no_model] = Status.BACKGROUND_UNDETERMINED
         n_used = np.zeros(n_refl, dtype=np.int64)
 
     with np.errstate(invalid="ignore", divide="ignore"):

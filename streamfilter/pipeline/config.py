@@ -32,7 +32,9 @@ class ReintegrateConfig:
         ``profile`` (default: profile fitting on the robust background), ``robust`` (robust
         background, summation) or ``crystfel`` (reproduces indexamajig's rings).
     gradient, keep_saturated : bool
-        CrystFEL's ``-grad`` / ``-sat`` flags (crystfel mode).
+        CrystFEL's ``-grad`` / ``-sat`` flags.  ``-sat`` keeps saturated reflections in
+        every method; ``-grad`` applies to ``crystfel`` only (robust and profile model
+        background gradients anyway).
     background : str or None
         Background model of the robust method (``--background``).
     search_dirs : tuple of str
@@ -107,8 +109,14 @@ class ReintegrateConfig:
             return flags
         from streamfilter.integrate.robust import RobustOptions
 
+        # -sat keeps saturated reflections in every method; -grad is CrystFEL's plane
+        # background, which robust and profile replace by their own (radial harmonics or a
+        # local plane, both modelling gradients): it does not apply to them
+        sat = self.keep_saturated
         if self.method == "robust":
-            return RobustOptions() if self.background is None else RobustOptions(self.background)
+            if self.background is None:
+                return RobustOptions(keep_saturated=sat)
+            return RobustOptions(self.background, keep_saturated=sat)
         if self.background not in (None, "radial"):
             raise StreamfilterError(
                 f"--method profile (the default) works on the radial "
@@ -117,7 +125,7 @@ class ReintegrateConfig:
             )
         from streamfilter.integrate.profile import ProfileOptions
 
-        return ProfileOptions(robust=RobustOptions())
+        return ProfileOptions(robust=RobustOptions(keep_saturated=sat))
 
 
 def provenance_line(config: ReintegrateConfig) -> bytes:
@@ -125,7 +133,8 @@ def provenance_line(config: ReintegrateConfig) -> bytes:
 
     r = ",".join(f"{x:g}" for x in config.int_radius)
     extra = f" --background={config.background}" if config.background else ""
-    flags = ("-grad" if config.gradient else "") + ("-sat" if config.keep_saturated else "")
+    grad = config.gradient and config.method == "crystfel"  # robust/profile do not use it
+    flags = ("-grad" if grad else "") + ("-sat" if config.keep_saturated else "")
     return (
         f"streamfilter {__version__} reintegrate --method={config.method}{flags}{extra} "
         f"--int-radius={r}\n"
