@@ -15,17 +15,19 @@ read:
   0.04 px (the 0.1 px print rounding) when the geometry is the stream's own;
 * :func:`bright_scores` -- whether the found peaks sit on bright pixels of the frame that was
   read: the brightest pixel of the 3 x 3 block at the peak against the median of a square
-  annulus around it (Chebyshev distance 4..6 px), in robust standard deviations
-  (1.4826 x MAD, at least sqrt(median)), compared with the same score at random positions
-  8-20 px away.  A frame of the right shape but the wrong event or file has its "peaks" on
-  background, as bright as random positions.
+  annulus around it (Chebyshev distance 4..6 px), in robust standard deviations (1.4826 x
+  MAD, at least the Poisson noise and one photon), compared with the score at random
+  positions 8-20 px away.  A frame of the right shape but the wrong event or file has its
+  "peaks" on background, as bright as random positions.
 
 Measured on ref-small (30 frames, CrystFEL 0.12.0, 4865 peaks; synthetic data in brackets):
-the stream's own geometry puts the predictions 0.27 px (0.12) from the found peaks, the same
-as the printed positions, rows 0.04 px (0.04) from the printed ones, and 96 % (95 %) of the
-peaks on bright pixels against 5 % (6 %) of random positions.  ``corner_x`` moved by 0.05 px:
-0.29 px (0.13); by 1 px: 1.15 px (1.01); by 3 px: 3.13 px (3.00); ``clen`` +1 %: 1.48 px,
-+2 %: 2.91 px (2.60).  Frames of another event: 6 % (6 %) on bright pixels.
+the stream's own geometry puts the predictions 0.26 px (0.12) from the found peaks, as do the
+printed positions, 0.04 px (0.04) from the printed positions, and 100 % (99 %) of the peaks
+on bright pixels against 6 % (8 %) of random positions.  ``corner_x`` moved by 0.05 px:
+0.29 px (0.13); by 1 px: 1.14 px (1.01); by 3 px: 3.12 px (3.00); ``clen`` +1 %: 1.45 px,
++2 %: 2.85 px (2.53).  Every chunk pointed at the next event (or at frames of another seed):
+7 % against 7 % (6 % against 6 %).  AGIPD and CSPAD layouts (ref-detectors): 0.11 px, 100 %
+against 4 %; with the events shifted 3-5 % against 3-4 %.
 
 :class:`RunCheck` pools the figures of the first K frames (:attr:`Thresholds.sample`) and
 gives a :class:`CheckResult`; :func:`check_stream` also opens every frame a stream names
@@ -178,7 +180,7 @@ def row_offsets(table: Any, prediction: Any, layout: Any) -> np.ndarray:
 
 
 def bright_scores(image: np.ndarray, bad: np.ndarray | None, fs: np.ndarray,
-                  ss: np.ndarray) -> np.ndarray:
+                  ss: np.ndarray, photon: float = 1.0) -> np.ndarray:
     """How bright the pixels at some positions of a panel are against their surroundings.
 
     Parameters
@@ -189,14 +191,16 @@ def bright_scores(image: np.ndarray, bad: np.ndarray | None, fs: np.ndarray,
         Its bad-pixel map (True = bad; left out of both the peak and the background).
     fs, ss : numpy.ndarray
         Panel-relative positions (pixels).
+    photon : float
+        ADU per photon (the panel's gain; 1 when unknown).
 
     Returns
     -------
     numpy.ndarray
         (max of the 3 x 3 block at the pixel - median of the annulus) / sigma, sigma =
-        max(1.4826 MAD, sqrt(median)) of the annulus (the floor: Poisson noise of photon
-        counts); NaN where the block has no good pixel or the annulus fewer than
-        :data:`MIN_RING_PIXELS` good ones.
+        max(1.4826 MAD, sqrt(median x photon), photon) of the annulus (the floors: Poisson
+        noise, and one photon where most pixels count none); NaN where the block has no good
+        pixel or the annulus fewer than :data:`MIN_RING_PIXELS` good ones.
     """
     n = len(fs)
     if n == 0:
@@ -224,8 +228,8 @@ def bright_scores(image: np.ndarray, bad: np.ndarray | None, fs: np.ndarray,
     core, ring = core[usable], ring[usable]
     med = np.nanmedian(ring, axis=1)
     mad = np.nanmedian(np.abs(ring - med[:, None]), axis=1)
-    sigma = np.maximum(1.4826 * mad, np.sqrt(np.maximum(med, 0.0)))
-    sigma = np.maximum(sigma, 1e-6 * np.maximum(np.abs(med), 1.0))
+    sigma = np.maximum(1.4826 * mad, np.sqrt(np.maximum(med, 0.0) * photon))
+    sigma = np.maximum(sigma, photon)
     out[usable] = (np.nanmax(core, axis=1) - med) / sigma
     return out
 
@@ -331,14 +335,16 @@ def frame_figures(chunk: Any, frame: Any, predictions: list[Any], layout: Any,
     bright = np.full(len(pfs), np.nan)
     random = np.full(len(pfs), np.nan)
     rfs, rss = random_positions(pfs - layout.min_fs[panel], pss - layout.min_ss[panel], rng)
+    gain = layout.gain(chunk.photon_energy_eV)[0] if chunk.photon_energy_eV else None
     for i in np.unique(panel):
+        photon = float(gain[i]) if gain is not None and gain[i] > 0 else 1.0
         name = layout.names[i]
         on = panel == i
         image = frame.data[name]
         bad = frame.bad.get(name) if frame.bad is not None else None
         bright[on] = bright_scores(image, bad, pfs[on] - layout.min_fs[i],
-                                   pss[on] - layout.min_ss[i])
-        random[on] = bright_scores(image, bad, rfs[on], rss[on])
+                                   pss[on] - layout.min_ss[i], photon)
+        random[on] = bright_scores(image, bad, rfs[on], rss[on], photon)
     return FrameFigures(_frame_name(chunk), len(peaks), d, dfs, dss, stream_d, rows,
                         bright, random)
 
@@ -391,32 +397,17 @@ class CheckResult:
     """The verdict on a sample of frames; distances in pixels, fractions in [0, 1], NaN
     where nothing was measured.
 
-    Attributes
-    ----------
-    ok : bool
-        ``geometry_ok and frames_ok``.
-    geometry_ok, frames_ok : bool
-    frames : int
-        Frames measured (with found peaks); ``indexed``: those with crystals.
-    peaks : int
-        Found peaks of the indexed frames (the geometry measures).
-    peak_offset : float
-        Median distance from a found peak to the nearest re-predicted reflection (matched
-        peaks); ``peak_offset_fs``/``_ss``: median peak minus prediction along fs/ss.
-    matched : float
-        Fraction of those peaks with a re-predicted reflection within ``match_radius``.
-    stream_offset, stream_matched : float
-        The same against the stream's printed positions.
-    offset_limit : float
-        The largest ``peak_offset`` accepted.
-    row_offset : float
-        Median distance from a printed row to its re-predicted position.
-    bright, random_bright : float
-        Fractions of found peaks and of random positions on bright pixels.
-    wrong_frames : list of str
-        Frames whose peaks are not on bright pixels (``wrong_frames_checked``: of how many).
-    message : str
-        Lines naming the figures and, when not ok, what is wrong.
+    ``ok`` = ``geometry_ok and frames_ok``; ``frames``: frames measured (with found peaks),
+    ``indexed``: those with crystals, ``peaks``: their found peaks.  ``peak_offset``: median
+    distance from a found peak to the nearest re-predicted reflection (matched peaks),
+    ``peak_offset_fs``/``_ss``: median peak minus prediction along the panels' fs/ss;
+    ``matched``: fraction of peaks with a reflection within ``match_radius``;
+    ``stream_offset``/``stream_matched``: the same for the stream's printed positions;
+    ``offset_limit``: the largest ``peak_offset`` accepted; ``row_offset``: median distance
+    from a printed row to its re-predicted position; ``bright``/``random_bright``: fractions
+    of found peaks and of random positions on bright pixels; ``wrong_frames``: frames whose
+    peaks are not (of ``wrong_frames_checked``); ``message``: lines naming the figures and,
+    when not ok, what is wrong.
     """
 
     ok: bool
