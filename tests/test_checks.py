@@ -84,6 +84,13 @@ def test_corner_x_shifted_fails_with_the_figures(synth, tmp_path, dx):
     assert f"{r.peak_offset:.2f} px" in r.message and f"{r.offset_limit:.2f} px" in r.message
 
 
+def test_a_shift_beyond_the_match_radius_names_the_peaks_left_unmatched(synth, tmp_path):
+    geom = _geometry(synth.stream_path, tmp_path, "far.geom", dx=12.0)
+    r = check_stream(str(synth.stream_path), geometry=geom).result
+    assert not r.geometry_ok and r.matched < 0.5 * r.stream_matched
+    assert f"only {100 * r.matched:.0f}% of the found peaks" in r.message
+
+
 def test_clen_changed_fails(synth, tmp_path):
     geom = _geometry(synth.stream_path, tmp_path, "clen.geom", clen_factor=1.02)
     r = check_stream(str(synth.stream_path), geometry=geom).result

@@ -518,10 +518,12 @@ def _geometry_verdict(r: CheckResult, figs: list[FrameFigures], t: Thresholds) -
         f"predictions vs the stream's printed positions: median {_fmt(r.row_offset)}",
     ]
     if not r.geometry_ok:
-        why = (f"the predictions lie {_fmt(r.peak_offset)} from the found peaks (limit "
-               f"{_fmt(r.offset_limit)})" if too_far else
-               f"only {_pct(r.matched)} of the found peaks have a prediction within "
-               f"{t.match_radius:g} px (the stream's own positions: {_pct(r.stream_matched)})")
+        why = " and ".join(x for x, bad in (
+            (f"the predictions lie {_fmt(r.peak_offset)} from the found peaks (limit "
+             f"{_fmt(r.offset_limit)})", too_far),
+            (f"only {_pct(r.matched)} of the found peaks have a prediction within "
+             f"{t.match_radius:g} px (the printed positions: {_pct(r.stream_matched)})", too_few),
+        ) if bad)  # fmt: skip
         lines.append(f"GEOMETRY DOES NOT MATCH THE STREAM: {why}; is it the geometry "
                      "the stream was indexed with (corner_x/y, clen, res, coffset)?")
     r.message = "\n".join(lines)
@@ -653,6 +655,7 @@ def check_stream(
     import dataclasses
 
     from streamfilter.frames import FrameError
+    from streamfilter.interrupt import check_stop
     from streamfilter.pipeline.config import config_for
     from streamfilter.stream import read_stream
 
@@ -664,6 +667,7 @@ def check_stream(
         with cfg.frame_source() as source:
             run = predictor(source.detector)
             for chunk in reader:
+                check_stop()  # Ctrl-C / SIGTERM, also one the interpreter swallowed
                 out.chunks += 1
                 if progress is not None:
                     progress(out.chunks)
