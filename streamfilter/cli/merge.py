@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         for i, half in enumerate(merger.half_results(args.min_measurements), start=1):
             write_hkl(f"{args.output}{i}", half, notes=notes)
             outputs.append(f"{args.output}{i}")
+    for w in merger.stats.incomplete_tails:
+        print(f"merge: warning: {w} (not merged)", file=sys.stderr)
     if not quiet:
         st = merger.stats
         print(
