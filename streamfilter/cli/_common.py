@@ -30,6 +30,23 @@ def add_frame_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_progress_argument(p: argparse.ArgumentParser) -> None:
+    """``--progress-every SECONDS``: the progress line when standard error is not a terminal
+    (applied by :func:`streamfilter.cli.main` through :func:`streamfilter.progress.set_every`).
+    """
+    from ..progress import DEFAULT_EVERY
+
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=DEFAULT_EVERY,
+        metavar="SECONDS",
+        help="when standard error is not a terminal (a log file, | tee, Slurm), print a "
+        "progress line (frames done, frames/s, time left) every SECONDS "
+        f"(default {DEFAULT_EVERY:g}; 0: none; -q: none)",
+    )
+
+
 def int_radius(text: str) -> tuple[float, float, float]:
     """argparse type of ``--int-radius R1,R2,R3``
     (:func:`streamfilter.crystal.parse_int_radius`, the one place its rules live)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import eprint
+from ._common import add_progress_argument, eprint
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="an input that ends inside its last chunk (still being written, or "
                    "cut short) is an error; by default its complete chunks are written, the "
                    "incomplete tail is left out and a warning names it")
+    add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
