@@ -18,9 +18,12 @@ def add_frame_arguments(p: argparse.ArgumentParser) -> None:
         "--data-root",
         action="append",
         default=[],
-        metavar="DIR",
-        help="directory to look for the frames in (repeatable); the stream's own "
-        "directory is searched first",
+        metavar="DIR|OLD=NEW",
+        help="where to look for the frames (repeatable; the stream's own directory is "
+        "searched first). DIR: DIR joined with the image file name, then with its last "
+        "components (all of them, ..., the base name), so one DIR finds every run folder "
+        "of a moved data set, absolute names included. OLD=NEW: an image file name that "
+        "starts with the directory OLD is looked up under NEW instead (tried first)",
     )
     p.add_argument(
         "-g",
