@@ -161,13 +161,18 @@ def input_size(path: str) -> int | None:
 
 def count_frames(path: str) -> int | None:
     """Number of chunks of a regular, uncompressed stream file, from its chunk index (one
-    memchr pass over the file, cached); None for standard input or ``.gz``."""
+    memchr pass over the file, cached), less an incomplete last chunk; None for standard
+    input or ``.gz``."""
     if input_size(path) is None:
         return None
     from .errors import StreamfilterError
     from .stream.index import build_index
 
     try:
-        return len(build_index(path))
+        n = len(build_index(path))
+        with open(path, "rb") as f:  # a chunk still being written is not one to process
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
+            last = f.read().rstrip(b"\r\n")
     except (OSError, StreamfilterError):
         return None
+    return n - 1 if n and not last.endswith(b"----- End chunk -----") else n

@@ -95,6 +95,9 @@ def test_count_frames_uses_the_chunk_index(tmp_path, monkeypatch):
     p = tmp_path / "a.stream"
     p.write_bytes(s.text)
     assert count_frames(str(p)) == 7
+    cut = tmp_path / "cut.stream"  # still being written: the last chunk is not counted
+    cut.write_bytes(s.text[: s.text.rindex(b"----- End chunk -----")])
+    assert count_frames(str(cut)) == 6
     assert count_frames("-") is None and count_frames(str(tmp_path / "a.stream.gz")) is None
     bar = byte_progress(p.stat().st_size, "reintegrate", count=str(p))
     assert bar.total == 7
