@@ -486,6 +486,107 @@ def test_resolve_order_and_not_found_message(tmp_path, monkeypatch):
     assert pickle.loads(pickle.dumps(err)).searched == err.searched
 
 
+def _moved_beamtime(tmp_path):
+    """Two run folders of a beamtime recorded under /gpfs/old and moved to tmp/new; the
+    frame files of both runs have the same base name."""
+    new = tmp_path / "new"
+    written = {}
+    for run, seed in (("run12", 1), ("run13", 2)):
+        d = new / "beamtime" / "raw" / run
+        d.mkdir(parents=True)
+        written[run] = stack_file(d / "x.h5", 2, 4, 5, [0, 1], seed=seed)
+    det = parse_geometry(
+        HEAD
+        + "data = /entry/data/data\ndim0 = %\ndim1 = ss\ndim2 = fs\n"
+        + panel_block("a", 0, 4, 0, 3)
+    )
+    return new, written, det
+
+
+def test_data_root_maps_moved_absolute_paths_by_their_last_components(tmp_path):
+    new, written, det = _moved_beamtime(tmp_path)
+    stream_dir = tmp_path / "streams"
+    stream_dir.mkdir()
+    (stream_dir / "x.h5").write_bytes(b"")  # a same-named file: longer matches come first
+    with FrameSource(det, [stream_dir, new]) as src:
+        for run in ("run12", "run13"):
+            name = f"/gpfs/old/beamtime/raw/{run}/x.h5"
+            assert src.resolve(name) == new / "beamtime" / "raw" / run / "x.h5"
+            frame = src.load(name, "//1")
+            assert np.array_equal(frame.data["a"], written[run][1])
+    # a relative name with directories: the same rule (full name, then shorter tails)
+    with FrameSource(det, [stream_dir, new / "beamtime"]) as src:
+        assert src.resolve("raw/run13/x.h5") == new / "beamtime" / "raw" / "run13" / "x.h5"
+        assert src.resolve("elsewhere/raw/run12/x.h5") == (
+            new / "beamtime" / "raw" / "run12" / "x.h5"
+        )
+    # the order tried: the name as written, then the last k components, k = all .. 1,
+    # longest first across the directories
+    src = FrameSource(det, [stream_dir, new])
+    with pytest.raises(FrameNotFoundError) as info:
+        src.resolve("/gpfs/old/run99/y.h5")
+    assert info.value.searched == [
+        "/gpfs/old/run99/y.h5",
+        str(stream_dir / "gpfs/old/run99/y.h5"),
+        str(new / "gpfs/old/run99/y.h5"),
+        str(stream_dir / "old/run99/y.h5"),
+        str(new / "old/run99/y.h5"),
+        str(stream_dir / "run99/y.h5"),
+        str(new / "run99/y.h5"),
+        str(stream_dir / "y.h5"),
+        str(new / "y.h5"),
+    ]
+
+
+def test_data_root_old_equals_new_replaces_a_prefix(tmp_path):
+    new, written, det = _moved_beamtime(tmp_path)
+    target = new / "beamtime"
+    other = tmp_path / "other"
+    (other / "raw" / "run12").mkdir(parents=True)
+    (other / "raw" / "run12" / "x.h5").write_bytes(b"")  # a tail match: the mapping wins
+    with FrameSource(det, [other, f"/gpfs/old/beamtime/={target}"]) as src:
+        assert src.path_maps == [("/gpfs/old/beamtime", target)]
+        assert src.search_dirs == [other]
+        name = "/gpfs/old/beamtime/raw/run12/x.h5"
+        assert src.resolve(name) == target / "raw" / "run12" / "x.h5"
+        assert np.array_equal(src.load(name, "//0").data["a"], written["run12"][0])
+        # only whole components: /gpfs/old/beamtime2/... is not under /gpfs/old/beamtime
+        with pytest.raises(FrameNotFoundError) as info:
+            src.resolve("/gpfs/old/beamtime2/raw/run12/y.h5")
+        assert not any(str(target) in p for p in info.value.searched)
+    # the mapping survives pickling (worker processes)
+    src = pickle.loads(pickle.dumps(FrameSource(det, [f"/gpfs/old={new}"])))
+    assert src.resolve("/gpfs/old/beamtime/raw/run13/x.h5") == (
+        new / "beamtime" / "raw" / "run13" / "x.h5"
+    )
+    # a directory whose name holds '=' is a directory
+    odd = tmp_path / "a=b"
+    odd.mkdir()
+    (odd / "z.h5").write_bytes(b"")
+    src = FrameSource(det, [odd])
+    assert src.search_dirs == [odd] and src.path_maps == []
+    assert src.resolve("/somewhere/z.h5") == odd / "z.h5"
+
+
+def test_not_found_hint_fits_absolute_and_relative_names(tmp_path):
+    det = parse_geometry(HEAD + panel_block("a", 0, 1, 0, 1))
+    src = FrameSource(det, [tmp_path, "/gpfs/old=/gpfs/new"])
+    with pytest.raises(FrameNotFoundError) as info:
+        src.load("/gpfs/old/run1/f.h5", "//3")
+    err = info.value
+    text = str(err)
+    assert "/gpfs/new/run1/f.h5" == err.searched[0]  # the mapping is tried first
+    for p in err.searched:
+        assert p in text
+    assert "absolute path" in text and "OLD=NEW" in text and "NEWDIR" in text
+    assert "where indexamajig ran" not in text
+    assert pickle.loads(pickle.dumps(err)).hint == err.hint
+    with pytest.raises(FrameNotFoundError) as info:
+        src.load("run1/f.h5", "//3")
+    assert "where indexamajig ran" in str(info.value)
+    assert "absolute path" not in str(info.value)
+
+
 def test_file_handle_cache_is_bounded(tmp_path):
     for k in range(3):
         stack_file(tmp_path / f"f{k}.h5", 2, 4, 5, [0, 1], seed=k)

@@ -285,8 +285,10 @@ def test_malformed_chunks_name_file_line_and_chunk(case, tmp_path):
         needle = target.raw[:40]
     p = tmp_path / "bad.stream"
     p.write_bytes(data)
+    # a cut last chunk is an incomplete tail: an error only with strict (cat --strict)
+    strict = case == "truncated"
     with pytest.raises(StreamFormatError) as e:
-        cat_streams([p], tmp_path / "out.stream", full_check=True)
+        cat_streams([p], tmp_path / "out.stream", full_check=True, strict=strict)
     err = e.value
     assert err.path == str(p)
     assert err.chunk_no == target.index
@@ -297,10 +299,15 @@ def test_malformed_chunks_name_file_line_and_chunk(case, tmp_path):
     assert not (tmp_path / "out.stream").exists()
     assert list(tmp_path.iterdir()) == [p], "no temporary file may be left behind"
     # the command line says the same and exits with status 2
-    assert main(["cat", str(p), "-o", str(tmp_path / "o.stream"), "--check-rows", "-q"]) == 2
+    assert main(["cat", str(p), "-o", str(tmp_path / "o.stream"), "--check-rows", "-q"]
+                + ["--strict"] * strict) == 2
     # --keep-going copies the bad chunk verbatim and keeps every other chunk
     out = tmp_path / "kept.stream"
     s = cat_streams([p], out, keep_going=True, full_check=True)
+    if strict:  # the tail is left out, not copied
+        assert s.malformed == [] and len(s.incomplete_tails) == 1
+        assert out.read_bytes() == data[:data.rindex(b"----- Begin chunk -----")]
+        return
     assert len(s.malformed) == 1
     assert out.read_bytes() == data
 

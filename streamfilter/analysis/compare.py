@@ -117,6 +117,7 @@ class CompareResult:
     merged_shells: Shells | None
     merged_a: ReflectionList | None = None
     merged_b: ReflectionList | None = None
+    warnings: list[str] = field(default_factory=list)  # incomplete tails left out
 
 
 def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None) -> CompareResult:
@@ -172,7 +173,9 @@ def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None
     reference = read_hkl(opts.reference).to_asymmetric_unit(pg) if opts.reference else None
     report["merged"], shells, a_vs_b = _merged_report(side, cell, cell_source, pg, reference, opts)
     return CompareResult(
-        report, pairs, a_vs_b, obs_shells, shells, side["a"].merged, side["b"].merged
+        report, pairs, a_vs_b, obs_shells, shells, side["a"].merged, side["b"].merged,
+        warnings=[w for s in side.values() if s.merger is not None
+                  for w in s.merger.stats.incomplete_tails],
     )
 
 
@@ -204,7 +207,9 @@ def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> _
     headers: list = []
     frames: dict = defaultdict(list)
     isig = []
-    for xtal in iter_crystals(path, quiet=opts.quiet, desc=label, header_out=headers):
+    tails = merger.stats.incomplete_tails
+    for xtal in iter_crystals(path, quiet=opts.quiet, desc=label, header_out=headers,
+                              tails_out=tails):
         merger.add_crystal(xtal)
         with np.errstate(invalid="ignore", divide="ignore"):
             isig.append((xtal.I / xtal.sigma).astype(np.float32))

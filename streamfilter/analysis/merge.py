@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +121,7 @@ def iter_crystals(
     quiet: bool = True,
     desc: str | None = None,
     header_out: list | None = None,
+    tails_out: list | None = None,
 ) -> Iterator[CrystalObservations]:
     """Yield every crystal of a stream that has a reflection table, in stream order.
 
@@ -135,6 +136,11 @@ def iter_crystals(
     header_out : list, optional
         If given, the stream's :class:`~streamfilter.stream.StreamHeader` is appended to it
         once the header has been read.
+    tails_out : list, optional
+        If given, receives the message of the stream's incomplete tail (a last chunk cut
+        off by the end of the file: still being written, or cut short) when there is one;
+        the crystals of the complete chunks are yielded either way, as process_hkl and
+        partialator read them.
     """
     from streamfilter.progress import byte_progress, input_size
     from streamfilter.stream import read_stream
@@ -178,6 +184,8 @@ def iter_crystals(
                     table.sigma,
                     inv_d,
                 )
+        if tails_out is not None and reader.incomplete_tail is not None:
+            tails_out.append(str(reader.incomplete_tail))
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +274,8 @@ class MergeStats:
         Observations merged.
     n_rejected_snr, n_rejected_res, n_nonfinite : int
         Observations dropped by ``min_snr``, by ``push_res``, and for a non-finite I.
+    incomplete_tails : list of str
+        One warning per stream that ends inside its last chunk (left out).
     """
 
     n_crystals: int = 0
@@ -274,6 +284,7 @@ class MergeStats:
     n_rejected_snr: int = 0
     n_rejected_res: int = 0
     n_nonfinite: int = 0
+    incomplete_tails: list[str] = field(default_factory=list)
 
 
 class Merger:
@@ -373,7 +384,8 @@ class Merger:
         ``crystals_out``, if given, receives each :class:`CrystalObservations` (for callers
         that need the observations again, e.g. :mod:`streamfilter.analysis.compare`).
         """
-        for xtal in iter_crystals(path, quiet=quiet, header_out=header_out):
+        tails = self.stats.incomplete_tails
+        for xtal in iter_crystals(path, quiet=quiet, header_out=header_out, tails_out=tails):
             self.add_crystal(xtal)
             if crystals_out is not None:
                 crystals_out.append(xtal)

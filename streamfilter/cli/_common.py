@@ -18,15 +18,35 @@ def add_frame_arguments(p: argparse.ArgumentParser) -> None:
         "--data-root",
         action="append",
         default=[],
-        metavar="DIR",
-        help="directory to look for the frames in (repeatable); the stream's own "
-        "directory is searched first",
+        metavar="DIR|OLD=NEW",
+        help="where to look for the frames (repeatable; the stream's own directory is "
+        "searched first). DIR: DIR joined with the image file name, then with its last "
+        "components (all of them, ..., the base name), so one DIR finds every run folder "
+        "of a moved data set, absolute names included. OLD=NEW: an image file name that "
+        "starts with the directory OLD is looked up under NEW instead (tried first)",
     )
     p.add_argument(
         "-g",
         "--geometry",
         metavar="FILE",
         help="geometry file (default: the one embedded in the stream)",
+    )
+
+
+def add_progress_argument(p: argparse.ArgumentParser) -> None:
+    """``--progress-every SECONDS``: the progress line when standard error is not a terminal
+    (applied by :func:`streamfilter.cli.main` through :func:`streamfilter.progress.set_every`).
+    """
+    from ..progress import DEFAULT_EVERY
+
+    p.add_argument(
+        "--progress-every",
+        type=float,
+        default=DEFAULT_EVERY,
+        metavar="SECONDS",
+        help="when standard error is not a terminal (a log file, | tee, Slurm), print a "
+        "progress line (frames done, frames/s, time left) every SECONDS "
+        f"(default {DEFAULT_EVERY:g}; 0: none; -q: none)",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import eprint
+from ._common import add_progress_argument, eprint
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also parse every reflection and peak row (slower)")
     p.add_argument("--keep-going", action="store_true",
                    help="copy malformed chunks verbatim, report them, and continue")
+    p.add_argument("--strict", action="store_true",
+                   help="an input that ends inside its last chunk (still being written, or "
+                   "cut short) is an error; by default its complete chunks are written, the "
+                   "incomplete tail is left out and a warning names it")
+    add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from ..stream.cat import cat_streams
 
     s = cat_streams(args.streams, args.output, upgrade=args.upgrade, keep_going=args.keep_going,
-                    full_check=args.check_rows, quiet=args.quiet, geometry=args.geometry)
+                    full_check=args.check_rows, quiet=args.quiet, geometry=args.geometry,
+                    strict=args.strict)
     msg = f"cat: {s.chunks} chunks written"
     if s.upgraded_chunks:
         msg += f", {s.upgraded_chunks} upgraded to format 2.3"
@@ -42,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     for p in s.crlf_inputs:
         eprint(f"cat: note: {p} has CR LF line endings (copied as they are; CrystFEL's "
                 "readers reject a CR LF header)")
+    for t in s.incomplete_tails:
+        eprint(f"cat: warning: {t} (not copied)")
     if s.malformed:
         eprint(f"cat: {len(s.malformed)} malformed chunk(s) copied verbatim:")
         for m in s.malformed:

@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         quiet=bool(getattr(args, "quiet", False)),
     )
     result = compare_streams(args.a, args.b, opts)
+    for w in result.warnings:
+        print(f"compare: warning: {w} (not read)", file=sys.stderr)
     sys.stdout.write(format_report(result.report))
     if args.json:
         write_json(result.report, args.json)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._common import add_progress_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="summarise streams: version, counts, radii, cells",
@@ -14,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "reflections, peaks), resolution limits and cell parameters.")
     p.add_argument("streams", nargs="+", metavar="STREAM", help="stream file(s), - for stdin")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON (- for stdout)")
+    add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

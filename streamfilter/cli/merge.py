@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ._common import add_progress_argument
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``streamfilter merge`` (call with the object from ``add_subparsers()``)."""
@@ -61,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also write OUT.hkl1 and OUT.hkl2, two random half-sets of crystals",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
     return p
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         for i, half in enumerate(merger.half_results(args.min_measurements), start=1):
             write_hkl(f"{args.output}{i}", half, notes=notes)
             outputs.append(f"{args.output}{i}")
+    for w in merger.stats.incomplete_tails:
+        print(f"merge: warning: {w} (not merged)", file=sys.stderr)
     if not quiet:
         st = merger.stats
         print(

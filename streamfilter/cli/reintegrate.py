@@ -148,6 +148,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="how often --resume syncs the partial output and the journal to "
         f"disk (default {DEFAULT_INTERVAL:g})",
     )
+    from ._common import add_progress_argument  # noqa: PLC0415 - one hunk for this option
+
+    add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 

@@ -21,17 +21,36 @@ class FrameNotFoundError(FrameError):
     event : str or None
     searched : list of str
         Every path that was tried, in order.
+    hint : str
+        What to do about it (depends on whether ``filename`` is absolute).
     """
 
-    def __init__(self, filename: str, event: str | None, searched: Sequence[str]):
+    def __init__(self, filename: str, event: str | None, searched: Sequence[str],
+                 hint: str | None = None):
         self.filename = filename
         self.event = event
         self.searched = list(searched)
+        self.hint = not_found_hint(filename) if hint is None else hint
         tried = "\n  ".join(self.searched) or "(nothing)"
         super().__init__(
             f"image file '{filename}' (event {event}) not found; tried:\n  {tried}\n"
-            "Give the directory where indexamajig ran with --data-root."
+            + self.hint
         )
+
+
+def not_found_hint(filename: str) -> str:
+    """What to tell a user whose frame file was not found, by the kind of name."""
+    if filename.startswith("/"):
+        return (
+            "The stream names the file by an absolute path: if the data moved, give "
+            "--data-root NEWDIR (tried as NEWDIR/ plus the path's last 1, 2, ... components) "
+            "or --data-root OLD=NEW (the path's prefix OLD replaced by NEW)."
+        )
+    return (
+        "The stream names the file relative to the directory where indexamajig ran: give "
+        "that directory with --data-root (the stream's own directory is tried first), or "
+        "--data-root OLD=NEW to replace the name's prefix OLD by NEW."
+    )
 
 
 class FrameReadError(FrameError):

@@ -14,7 +14,6 @@ covers data-array positions ``FS in [min_fs + ifs, min_fs + ifs + 1)``.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +74,45 @@ class Frame:
     flat_data: np.ndarray | None = None
 
 
+def split_roots(roots: Sequence[str | Path]) -> tuple[list[Path], list[tuple[str, Path]]]:
+    """Search dirs and ``OLD=NEW`` prefix replacements from ``--data-root`` values.
+
+    An entry is a replacement when it holds ``=`` and is not an existing directory (a
+    directory whose name holds ``=`` stays a directory); it is split at the first ``=``.
+    """
+    dirs: list[Path] = []
+    maps: list[tuple[str, Path]] = []
+    for r in roots:
+        text = str(r)
+        old, eq, new = text.partition("=")
+        if eq and old and new and not Path(text).is_dir():
+            maps.append((old.rstrip("/") or "/", Path(new)))
+        else:
+            dirs.append(Path(r))
+    return dirs, maps
+
+
+def candidate_paths(filename: str, dirs: Sequence[Path],
+                    maps: Sequence[tuple[str, Path]] = ()) -> list[Path]:
+    """Where :meth:`FrameSource.resolve` looks for ``filename``, in order."""
+    out: list[Path] = []
+    for old, new in maps:
+        if filename == old:
+            out.append(new)
+        elif filename.startswith(old if old.endswith("/") else old + "/"):
+            out.append(new / filename[len(old):].lstrip("/"))
+    name = Path(filename)
+    if name.is_absolute():
+        out.append(name)
+    parts = [p for p in name.parts if p != name.anchor]
+    for k in range(len(parts), 0, -1):
+        tail = Path(*parts[-k:])
+        out += [d / tail for d in dirs]
+    if not name.is_absolute():
+        out.append(name)
+    return out
+
+
 class FrameSource:
     """Reads frames named by stream chunks from HDF5 files.
 
@@ -83,8 +121,9 @@ class FrameSource:
     detector : Detector
         Parsed geometry (the stream's own, or a ``.geom`` file).
     search_dirs : sequence of path-like
-        Directories in which relative image file names are looked up (normally the
-        stream's directory and any ``--data-root``).
+        Where image files are looked up (normally the stream's directory and every
+        ``--data-root``): directories, and ``OLD=NEW`` prefix replacements (an entry that
+        is not an existing directory and holds ``=``; see :meth:`resolve`).
     max_open_files : int
         Bound of the LRU cache of open ``h5py.File`` handles; evicted files are closed.
 
@@ -108,7 +147,7 @@ class FrameSource:
         if max_open_files < 1:
             raise ValueError("max_open_files must be at least 1")
         self.detector = detector
-        self.search_dirs = [Path(d) for d in search_dirs]
+        self.search_dirs, self.path_maps = split_roots(search_dirs)
         self.max_open_files = max_open_files
         self._setup()
 
@@ -159,6 +198,7 @@ class FrameSource:
         return {
             "detector": self.detector,
             "search_dirs": self.search_dirs,
+            "path_maps": self.path_maps,
             "max_open_files": self.max_open_files,
         }
 
@@ -185,9 +225,12 @@ class FrameSource:
     def resolve(self, filename: str) -> Path:
         """Find the image file named in a stream.
 
-        Tries, in order: each search dir joined with ``filename``; each search dir joined
-        with the basename of ``filename``; ``filename`` as written (absolute, or relative
-        to the current directory).
+        Tries, in order: each ``OLD=NEW`` replacement whose ``OLD`` is a leading part of
+        ``filename`` (whole components); an absolute ``filename`` as written; each search
+        dir joined with the last k components of ``filename``, for k from all of them down
+        to 1 (the base name), longest first across the dirs (so a moved beamtime's run
+        folders are all found under one ``--data-root``); a relative ``filename`` as
+        written (relative to the current directory).
 
         Raises
         ------
@@ -197,13 +240,8 @@ class FrameSource:
         hit = self._resolved.get(filename)
         if hit is not None:
             return hit
-        candidates = [d / filename for d in self.search_dirs]
-        base = os.path.basename(filename)
-        if base and base != filename:
-            candidates += [d / base for d in self.search_dirs]
-        candidates.append(Path(filename))
         tried: list[str] = []
-        for c in candidates:
+        for c in candidate_paths(filename, self.search_dirs, self.path_maps):
             if str(c) in tried:
                 continue
             tried.append(str(c))
@@ -303,7 +341,7 @@ class FrameSource:
         try:
             path = self.resolve(filename)
         except FrameNotFoundError as e:
-            raise FrameNotFoundError(filename, ev_text, e.searched) from None
+            raise FrameNotFoundError(filename, ev_text, e.searched, e.hint) from None
         try:
             ev = parse_event(ev_text)
         except ValueError as e:

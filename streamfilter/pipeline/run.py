@@ -235,7 +235,9 @@ def _run(
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(StreamWriter(output_path))
         table_writer = _TableWriter(stack.enter_context(atomic_output(table))) if table else None
-        bar = stack.enter_context(byte_progress(input_size(input_path), "reintegrate", quiet))
+        bar = stack.enter_context(
+            byte_progress(input_size(input_path), "reintegrate", quiet, count=input_path)
+        )
         writer.write(add_provenance(reader.header, config))
         if dask is not None and input_size(input_path) is not None:
             # Workers read their chunk ranges from the file; the client only the index.
@@ -314,7 +316,7 @@ def _run_resumable(
         _check_position(input_path, record["checkpoint"]["position"], journal_path(output_path))
     with (
         ResumableRun(outputs, identity, digest, interval=interval) as run,
-        byte_progress(identity.size, "reintegrate", quiet) as bar,
+        byte_progress(identity.size, "reintegrate", quiet, count=input_path) as bar,
     ):
         cp = run.start()
         writer = StreamWriter(run.files[0])

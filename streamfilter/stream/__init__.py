@@ -7,7 +7,7 @@ output), :mod:`.tables` (reflection and peak tables), :mod:`.text` (marker lines
 """
 
 from .model import Chunk, Crystal, StreamHeader, TableUpdate
-from .reader import StreamReader, is_same_file, read_stream, stream_from_bytes
+from .reader import IncompleteTail, StreamReader, is_same_file, read_stream, stream_from_bytes
 from .tables import (
     REFLECTION_HEADER_23,
     PeakTable,
@@ -22,4 +22,5 @@ __all__ = [
     "Chunk", "Crystal", "StreamHeader", "TableUpdate", "StreamReader", "read_stream",
     "stream_from_bytes", "is_same_file", "PeakTable", "ReflectionTable", "format_reflections",
     "format_peaks", "parse_reflections", "REFLECTION_HEADER_23", "StreamWriter", "atomic_output",
+    "IncompleteTail",
 ]

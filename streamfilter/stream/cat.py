@@ -4,6 +4,11 @@ One input gives a byte-identical copy.  With several inputs (shard outputs), the
 header is written once; a later header identical to the first is dropped (so
 split -> cat gives back the original file); a different one is kept verbatim where it stood,
 as ``cat`` would (CrystFEL's readers skip it and use the first geometry), and reported.
+
+An input that ends inside its last chunk (still being written, or cut short) contributes
+its complete chunks only: the incomplete tail is never copied into the output (where it
+would be a malformed chunk in the middle of the joined stream), and it is reported as a
+warning; with ``strict`` it is an error and nothing is written.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from .writer import StreamWriter
 
 @dataclass
 class CatSummary:
-    """What ``cat`` did: chunks written, malformed chunks copied verbatim, headers."""
+    """What ``cat`` did: chunks written, malformed chunks copied verbatim, headers, and the
+    incomplete tails left out (one message per input that ends inside a chunk)."""
 
     chunks: int = 0
     malformed: list[str] = field(default_factory=list)
+    incomplete_tails: list[str] = field(default_factory=list)
     headers_dropped: int = 0
     headers_kept: int = 0
     upgraded_chunks: int = 0
@@ -107,7 +114,8 @@ def check_chunk(chunk: Chunk, full: bool = False) -> None:
 
 def cat_streams(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                 upgrade: bool = False, keep_going: bool = False, full_check: bool = False,
-                quiet: bool = True, geometry: str | None = None) -> CatSummary:
+                quiet: bool = True, geometry: str | None = None, strict: bool = False
+                ) -> CatSummary:
     """Join ``inputs`` into ``output`` (``"-"`` for stdin / stdout), validating every chunk.
 
     Parameters
@@ -121,6 +129,9 @@ def cat_streams(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, 
         Parse every reflection and peak row too (slower).
     geometry : str, optional
         Geometry file for ``upgrade`` when the stream has none embedded.
+    strict : bool
+        An input that ends inside its last chunk is an error (default: its complete chunks
+        are written, the tail is left out and listed in ``incomplete_tails``).
     """
     for p in inputs:
         if is_same_file(p, output):
@@ -132,7 +143,8 @@ def cat_streams(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, 
     with StreamWriter(output) as writer, byte_progress(total, "cat", quiet) as bar:
         done = 0
         for path in inputs:
-            with read_stream(path, keep_going=keep_going) as reader:
+            with read_stream(path, keep_going=keep_going,
+                             incomplete_tail_error=strict) as reader:
                 if reader.crlf:
                     summary.crlf_inputs.append(str(path))
                 upgrader = None
@@ -169,5 +181,7 @@ def cat_streams(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, 
                         writer.write_chunk(chunk)
                     bar.update(done + reader.bytes_read - bar.n)
                 writer.write(reader.trailer)
+                if reader.incomplete_tail is not None:
+                    summary.incomplete_tails.append(str(reader.incomplete_tail))
                 done += reader.bytes_read
     return summary

@@ -87,6 +87,8 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
             "resolution_limit_nm_inv": res,
             "cell": {n: _summary(a) for n, a in zip(CELL_NAMES, cells)},
             "bytes": reader.bytes_read,
+            "incomplete_tail": None if reader.incomplete_tail is None
+            else str(reader.incomplete_tail),
         }
 
 
@@ -111,6 +113,8 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(f"  chunks {n}, hits {info['hits']} ({pct(info['hits'])}), indexed frames "
                  f"{info['indexed_frames']} ({pct(info['indexed_frames'])}), crystals "
                  f"{info['crystals']}")
+    if info.get("incomplete_tail"):
+        lines.append(f"  warning: {info['incomplete_tail']} (not counted)")
     if info["crystals_per_indexer"]:
         lines.append("  crystals per indexer: " + ", ".join(
             f"{k} {v}" for k, v in sorted(info["crystals_per_indexer"].items())))

@@ -4,8 +4,18 @@ The reader splits the byte stream at ``----- Begin chunk -----`` / ``----- End c
 lines and hands out :class:`~streamfilter.stream.model.Chunk` objects that parse themselves
 lazily.  It never reads more than one block (4 MiB) beyond the current chunk.  Bytes between
 chunks (the header of a second stream joined with ``cat``) travel with the next chunk as
-``chunk.preceding``; bytes after the last chunk are ``reader.trailer``.  Nothing is dropped, so
-writing every chunk back gives the input byte for byte.
+``chunk.preceding``; bytes after the last chunk are ``reader.trailer``.  Nothing else is
+dropped, so writing every chunk back gives the input byte for byte.
+
+The one exception is an *incomplete tail*: a last chunk that the end of the file cuts off
+before its ``----- End chunk -----`` line (a stream that indexamajig is still writing, or one
+cut short by a full disk), or the start of a begin-marker line cut off at the end.  As
+CrystFEL's process_hkl and partialator do, the reader then ends after the last complete
+chunk: the tail is not yielded and not part of ``reader.trailer``, and
+``reader.incomplete_tail`` (an :class:`IncompleteTail`) says where it began, for a warning.
+With ``incomplete_tail_error=True`` it is an error instead.  A chunk without an end marker
+that is followed by another chunk is not a tail: that is a malformed chunk (an error, or
+``chunk.malformed`` with ``keep_going``).  A file that ends inside its header stays an error.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import stat
 import sys
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +35,16 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import StreamFormatError
-from .model import BEGIN_CHUNK, END_CHUNK, Chunk, StreamHeader
+from .model import (
+    BEGIN_CELL,
+    BEGIN_CHUNK,
+    BEGIN_GEOM,
+    END_CELL,
+    END_CHUNK,
+    END_GEOM,
+    Chunk,
+    StreamHeader,
+)
 
 BLOCK_SIZE = 1 << 22
 _CAPACITY = 2 * BLOCK_SIZE  # the reused read buffer: a block plus the rest of a chunk
@@ -80,6 +100,37 @@ class _LineCounter:
         return n
 
 
+@dataclass(frozen=True)
+class IncompleteTail:
+    """Where a stream's incomplete last chunk begins (see the module docstring).
+
+    ``line_no`` is the 1-based line of its begin marker, ``chunk_no`` the 0-based number it
+    would have had (the number of complete chunks before it, in a whole-file read),
+    ``offset`` its input byte offset and ``size`` the bytes left out.
+    """
+
+    path: str
+    line_no: int
+    chunk_no: int
+    offset: int
+    size: int
+
+    @property
+    def message(self) -> str:
+        return ("incomplete last chunk: the file ends before its '----- End chunk -----' "
+                f"line ({self.size} bytes left out; still being written, or cut short?); "
+                "read up to the last complete chunk, as CrystFEL does")
+
+    def __str__(self) -> str:
+        return f"{self.path}, line {self.line_no}, chunk {self.chunk_no}: {self.message}"
+
+    def error(self) -> StreamFormatError:
+        """The same news as an error (``incomplete_tail_error=True``, ``cat --strict``)."""
+        return StreamFormatError(self.path, self.line_no, self.chunk_no,
+                                 self.message.replace("; read up to the last complete chunk, "
+                                                      "as CrystFEL does", ""))
+
+
 def open_binary(path: str | os.PathLike) -> tuple[BinaryIO, str]:
     """Open a stream for reading bytes: ``-`` is standard input, ``*.gz`` is decompressed.
 
@@ -110,11 +161,13 @@ class StreamReader:
     ----------
     source : path, ``"-"`` or binary file object
     keep_going : bool
-        If True, a chunk whose markers are broken (no end marker before the next begin marker
-        or before the end of the file) is yielded with ``chunk.malformed`` set instead of
+        If True, a chunk whose markers are broken (no end marker before the next begin
+        marker) is yielded with ``chunk.malformed`` set instead of
         raising, so callers can copy it verbatim and count it.
     name : str, optional
         Name for messages when ``source`` is a file object.
+    incomplete_tail_error : bool
+        Raise :class:`StreamFormatError` at an incomplete tail instead of ending there.
 
     Attributes
     ----------
@@ -127,10 +180,13 @@ class StreamReader:
         such a header).
     bytes_read : int
         Bytes consumed so far (for progress bars).
+    incomplete_tail : IncompleteTail or None
+        After iteration: where the incomplete last chunk began, if the file ends inside one
+        (it was not yielded).
     """
 
     def __init__(self, source: str | os.PathLike | BinaryIO, *, keep_going: bool = False,
-                 name: str | None = None) -> None:
+                 name: str | None = None, incomplete_tail_error: bool = False) -> None:
         if isinstance(source, (str, os.PathLike)):
             self._f, self.path = open_binary(source)
             self._own = str(source) != "-"
@@ -138,6 +194,8 @@ class StreamReader:
             self._f, self.path, self._own = source, name or getattr(source, "name", "<stream>"), \
                 False
         self.keep_going = keep_going
+        self.incomplete_tail_error = incomplete_tail_error
+        self.incomplete_tail: IncompleteTail | None = None
         self.trailer = b""
         self.bytes_read = 0
         self.headers: list[StreamHeader] = []
@@ -290,16 +348,59 @@ class StreamReader:
                                     first[:80].decode("utf-8", "replace"))
         self.crlf = first.endswith(b"\r")
         begin = self._find_line(BEGIN_CHUNK, 0)
+        self._index = 0
         if begin < 0:
             while self._fill():
                 pass
             begin = self._end - self._pos
-        raw = self._take(begin)
+            cut = self._cut_begin_line()
+            if cut >= 0:
+                begin = cut
+            raw = self._take(begin)
+            self._check_whole_header(raw)
+            if cut >= 0:
+                self._end_at_tail(self._line + raw.count(b"\n"))
+        else:
+            raw = self._take(begin)
         self.header = StreamHeader(raw)
         self.headers.append(self.header)
         self.version = self.header.format_version or "2.3"
         self._line += raw.count(b"\n")
-        self._index = 0
+
+    def _check_whole_header(self, raw: bytes) -> None:
+        """A file without chunks must hold a whole header: one that the end of the file
+        cuts off (inside a line, the geometry or the unit cell) is an error, not a tail."""
+        why = None
+        if raw.rfind(BEGIN_GEOM) > raw.rfind(END_GEOM):
+            why = "the geometry file"
+        elif raw.rfind(BEGIN_CELL) > raw.rfind(END_CELL):
+            why = "the unit cell"
+        elif not raw.endswith(b"\n"):
+            why = "a line"
+        if why is not None:
+            raise StreamFormatError(self.path, raw.count(b"\n") + 1, None,
+                                    f"the file ends inside its header ({why} is cut off): "
+                                    "no complete chunk to read")
+
+    def _cut_begin_line(self) -> int:
+        """Relative offset of the last line of the input if it is the start of a
+        ``----- Begin chunk -----`` line cut off by the end of the file, else -1."""
+        if self._end == self._pos:
+            return -1
+        at = self._buf.rfind(b"\n", self._pos, self._end) + 1
+        at = max(at, self._pos)
+        if BEGIN_CHUNK.startswith(self._view[at:self._end]) and at < self._end:
+            return at - self._pos
+        return -1
+
+    def _end_at_tail(self, line: int) -> None:
+        """Take the rest of the input as an incomplete tail beginning at line ``line``."""
+        size = self._end - self._pos
+        self.incomplete_tail = IncompleteTail(self.path, line, self._index,
+                                              self._offset + self._pos, size)
+        if self.incomplete_tail_error:
+            raise self.incomplete_tail.error()
+        self._take(size)
 
     # -- iteration -----------------------------------------------------------------------
 
@@ -310,7 +411,10 @@ class StreamReader:
             else:
                 begin = self._find_line(BEGIN_CHUNK, 0)
             if begin < 0:
-                self.trailer = self._take(self._end - self._pos)
+                cut = self._cut_begin_line()
+                self.trailer = self._take(self._end - self._pos if cut < 0 else cut)
+                if cut >= 0:
+                    self._end_at_tail(self._tail_line(self.trailer))
                 return
             preceding = self._take(begin)
             if preceding and STREAM_MAGIC in preceding:
@@ -325,11 +429,12 @@ class StreamReader:
             malformed = None
             if end >= 0 and nxt < 0:
                 stop = self._line_end(end)
+            elif nxt < 0:  # the end of the file inside the last chunk
+                self._end_at_tail(line if isinstance(line, int) else line())
+                return
             else:
-                stop = nxt if nxt >= 0 else self._end - self._pos
-                why = ("chunk has no '----- End chunk -----' before the next chunk begins"
-                       if nxt >= 0 else
-                       "chunk has no '----- End chunk -----' (file truncated?)")
+                stop = nxt
+                why = "chunk has no '----- End chunk -----' before the next chunk begins"
                 malformed = StreamFormatError(self.path, line if isinstance(line, int)
                                               else line(), self._index, why)
                 if not self.keep_going:
@@ -342,6 +447,12 @@ class StreamReader:
                 self._line = line + _count_newlines(raw)
             self._index += 1
             yield chunk
+
+    def _tail_line(self, trailer: bytes) -> int:
+        """Line number of the input offset just after ``trailer`` (just taken)."""
+        if self._lines is None:
+            return self._line + trailer.count(b"\n")
+        return self._lines.line_of(self._offset + self._pos)
 
     # -- context manager -------------------------------------------------------------------
 
@@ -356,14 +467,15 @@ class StreamReader:
         self.close()
 
 
-def read_stream(source: str | os.PathLike | BinaryIO, *, keep_going: bool = False
-                ) -> StreamReader:
+def read_stream(source: str | os.PathLike | BinaryIO, *, keep_going: bool = False,
+                incomplete_tail_error: bool = False) -> StreamReader:
     """Open a CrystFEL stream for chunk-by-chunk reading (see :class:`StreamReader`).
 
     ``source`` may be a path (``*.gz`` is decompressed), ``"-"`` for standard input, or a
     binary file object.  Use as ``with read_stream(p) as r: for chunk in r: ...``.
     """
-    return StreamReader(source, keep_going=keep_going)
+    return StreamReader(source, keep_going=keep_going,
+                        incomplete_tail_error=incomplete_tail_error)
 
 
 def stream_from_bytes(data: bytes, name: str = "<bytes>", **kw) -> StreamReader:
