@@ -19,18 +19,18 @@ EXAMPLE = REPO / "stream_files" / "example.stream"
 
 # (input, extra options) -> md5 of the output stream
 RECORDED = {
-    ("r345", "crystfel"): "cffaf7433733ba31249f322ee3242c92",
-    ("r345", "robust"): "716aaa7047493b680abc37dd5d6f0b49",
-    ("r345", "profile"): "7e4a7fa81dbdb0172a32e26bac4402ce",
-    ("r234", "crystfel"): "33fbea3ab07e51efd724f806e10e1457",
-    ("r234", "robust"): "f88c0e4fe78197cbe6a74c9f97211c36",
-    ("r234", "profile"): "e664b48037cd83d8f5add7332a908953",
-    ("example", "crystfel"): "b8a2426a08e4187c456ecc23a1e02fc5",
-    ("example", "robust"): "5e0c4777d95982ef8fd3d61561d3b245",
-    ("example", "profile"): "fe53b023b5d5bfc3a90dfa3f4666d94a",
-    ("example", "robust --background plane"): "2d221b41748c176779ea37c23fe9a8cb",
-    ("example", "robust --background mean"): "7cefba92a4718fd9e742de9a15228e99",
-    ("example", "crystfel --int-radius 2,3,5"): "1979763285824fe1fede01cdd3a036e7",
+    ("r345", "crystfel"): "1ab86dd60bfbf10be9d6e86891f031ef",
+    ("r345", "robust"): "9a5212f41238a5d55895a0b633276771",
+    ("r345", "profile"): "836635cc4e3c8b821003cdbc4e9ecd82",
+    ("r234", "crystfel"): "42d831e63f31449d8e3d9b4deda5ce82",
+    ("r234", "robust"): "8ba4ad341b11c9d44b37faadd69a03e2",
+    ("r234", "profile"): "47f4679490f208bfd4ad9b920d4a9a39",
+    ("example", "crystfel"): "c8821b0c294821521c64d10ad5d09219",
+    ("example", "robust"): "cb65a98c8feadc3531c0b818001ada81",
+    ("example", "profile"): "5c5173e520cbeb07bfa36b6427aa2ab6",
+    ("example", "robust --background plane"): "be9a314379dc8996628a849a70447040",
+    ("example", "robust --background mean"): "92d010980b96253d1d97878afe137257",
+    ("example", "crystfel --int-radius 2,3,5"): "666bed3718979ee9f1360e6aaae7c09c",
 }
 
 
