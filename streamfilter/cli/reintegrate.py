@@ -208,8 +208,8 @@ def allowance(text: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamfilter.pipeline.journal import is_resumable, journal_path, partial_path
     from streamfilter.errors import StreamfilterError
+    from streamfilter.pipeline.journal import is_resumable, journal_path, partial_path
     from streamfilter.pipeline.run import reintegrate
 
     if args.strict and args.allow_failed is not None:
