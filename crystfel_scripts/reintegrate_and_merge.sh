@@ -38,7 +38,7 @@ Options:
       --method M          streamfilter integration method: profile (default), robust or crystfel
       --int-radius R1,R2,R3
                           ring radii in pixels (default: the stream's own)
-      --background MODEL  background model of --method robust (mean, plane, clip)
+      --background MODEL  background model of --method robust (radial, plane, mean)
       --data-root DIR     where to look for the frames (repeatable; the stream's own
                           directory is searched first)
   -g, --geometry FILE     geometry for reintegrate (default: the one in the stream)

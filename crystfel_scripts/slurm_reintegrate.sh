@@ -20,14 +20,21 @@ Re-integrate IN.stream on a Slurm cluster:
        -> WORKDIR/shard-000.stream ... shard-<N-1>.stream, each a complete stream
   2. sbatch --array=0-<N-1>: task i runs
        streamfilter reintegrate WORKDIR/shard-<iii>.stream -o WORKDIR/reint-<iii>.stream \\
-           --data-root <directory of IN.stream> -j CPUS
+           --data-root <directory of IN.stream> [--data-root DIR...] -j CPUS \\
+           [re-integration options below]
   3. sbatch --dependency=afterok:<array job>: one job runs
        streamfilter cat WORKDIR/reint-000.stream ... -o PREFIX.stream
        partialator -i PREFIX.stream -o PREFIX.hkl -y POINTGROUP -j CPUS [PARTIALATOR_OPTIONS]
 
-The merge job starts only if every array task succeeded.  Since a shard lives in WORKDIR,
---data-root points the tasks at the original stream's directory, where the frames named by
-relative 'Image filename' lines are found.  All paths handed to the jobs are absolute.
+The merge job starts only if every array task succeeded, and a task succeeds only if it
+re-integrated every chunk with crystals of its shard: a chunk whose frame cannot be read
+(moved data, wrong --data-root, geometry or mask path) makes reintegrate exit with status 3
+(listed in WORKDIR/reint-<iii>.stream.failed), or 2 when no chunk could be re-integrated,
+so the array job fails and the merge job never runs.  --allow-failed N|P% tolerates that
+many failed chunks per task; --strict makes every such chunk an error at once.  Since a
+shard lives in WORKDIR, --data-root always points the tasks at the original stream's
+directory, where the frames named by relative 'Image filename' lines are found; add
+--data-root for frames elsewhere.  All paths handed to the jobs are absolute.
 Job logs go to WORKDIR/logs/; partialator writes its diagnostics (partialator.params,
 pr-logs/) into the directory you submit from.  Under --dry-run the array job's id is shown
 as JOBID.
@@ -50,12 +57,18 @@ Slurm options (applied to both jobs):
                           (jobs run under /bin/sh; by default they inherit this shell's
                           environment, PATH included)
 
-Re-integration options:
+Re-integration options (passed to every task):
       --method M          profile (default), robust or crystfel
       --int-radius R1,R2,R3
                           ring radii in pixels (default: the stream's own)
-      --background MODEL  background model of --method robust
+      --background MODEL  background model of --method robust: radial (default), plane
+                          or mean
   -g, --geometry FILE     geometry file (default: the one in the stream)
+      --data-root DIR     another directory where the frames are looked for, repeatable
+                          (after the input stream's own directory)
+      --allow-failed N|P% a task still succeeds with up to N chunks (or P% of its chunks
+                          with crystals) not re-integrated (default: none)
+      --strict            a frame that cannot be read fails the task at once
 
 Other:
       --workdir DIR       shards, per-task outputs and logs (default: PREFIX-shards)
@@ -105,8 +118,8 @@ abspath() {
 
 input='' prefix='' ntasks='' symmetry='' partition='' time_limit='' mem='' cpus=4
 max_running='' method='' int_radius='' background='' geometry='' workdir='' merge=1
-dry_run=0 job_id=''
-sbatch_extra=() setup=() partialator_opts=()
+dry_run=0 job_id='' allow_failed='' strict=0
+sbatch_extra=() setup=() partialator_opts=() data_roots=()
 
 while (($# > 0)); do
     case $1 in
@@ -130,6 +143,9 @@ while (($# > 0)); do
     --int-radius) need_value "$@"; int_radius=$2; shift ;;
     --background) need_value "$@"; background=$2; shift ;;
     -g | --geometry) need_value "$@"; geometry=$2; shift ;;
+    --data-root) need_value "$@"; data_roots+=("$2"); shift ;;
+    --allow-failed) need_value "$@"; allow_failed=$2; shift ;;
+    --strict) strict=1 ;;
     --workdir) need_value "$@"; workdir=$2; shift ;;
     --no-merge) merge=0 ;;
     --) shift; partialator_opts=("$@"); break ;;
@@ -151,6 +167,15 @@ case $method in
 '' | crystfel | robust | profile) ;;
 *) die "--method must be profile, robust or crystfel, not '$method'" ;;
 esac
+case $background in
+'' | radial | plane | mean) ;;
+*) die "--background must be radial, plane or mean, not '$background'" ;;
+esac
+[[ -z $allow_failed || $allow_failed =~ ^[0-9]+$ || $allow_failed =~ ^[0-9]+(\.[0-9]*)?%$ ]] ||
+    die "--allow-failed needs a count (e.g. 5) or a percentage (e.g. 5%), not '$allow_failed'"
+if ((strict)) && [[ -n $allow_failed ]]; then
+    die "--strict and --allow-failed contradict each other; give one"
+fi
 if ((merge == 0 && ${#partialator_opts[@]} > 0)); then
     note "--no-merge: ignoring the partialator options after --"
 fi
@@ -175,6 +200,9 @@ prefix=$(abspath "$prefix")
 workdir=$(abspath "${workdir:-$prefix-shards}")
 data_root=$(dirname -- "$input")
 [[ -z $geometry ]] || geometry=$(abspath "$geometry")
+for k in "${!data_roots[@]}"; do
+    data_roots[k]=$(abspath "${data_roots[k]}")
+done
 [[ $prefix.stream != "$input" ]] || die "output $prefix.stream would overwrite the input stream"
 last=$((ntasks - 1))
 ((last <= 1000)) || note "array index $last exceeds Slurm's default MaxArraySize (1001)"
@@ -192,11 +220,17 @@ for cmd in ${setup[@]+"${setup[@]}"}; do
     preamble+=" $cmd;"
 done
 
-reint_opts=(--data-root "$data_root" -j "$cpus")
+reint_opts=(--data-root "$data_root")
+for d in ${data_roots[@]+"${data_roots[@]}"}; do
+    reint_opts+=(--data-root "$d")
+done
+reint_opts+=(-j "$cpus")
 [[ -z $method ]] || reint_opts+=(--method "$method")
 [[ -z $int_radius ]] || reint_opts+=(--int-radius "$int_radius")
 [[ -z $background ]] || reint_opts+=(--background "$background")
 [[ -z $geometry ]] || reint_opts+=(-g "$geometry")
+[[ -z $allow_failed ]] || reint_opts+=(--allow-failed "$allow_failed")
+((strict == 0)) || reint_opts+=(--strict)
 task_script="$preamble i=\$(printf %03d \"\${SLURM_ARRAY_TASK_ID:?not an array task}\");"
 task_script+=" streamfilter reintegrate $(sh_quote "$workdir/shard")-\"\$i\".stream"
 task_script+=" -o $(sh_quote "$workdir/reint")-\"\$i\".stream $(sh_quote "${reint_opts[@]}")"

@@ -31,6 +31,11 @@ def clear_stop_requests() -> None:
     _STOP_REQUESTS.clear()
 
 
+def stop_signal() -> int | None:
+    """The first signal that asked the command line to stop (None if none did)."""
+    return _STOP_REQUESTS[0] if _STOP_REQUESTS else None
+
+
 def check_stop() -> None:
     """Raise KeyboardInterrupt if a stop was requested (one the interpreter swallowed)."""
     if _STOP_REQUESTS:

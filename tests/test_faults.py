@@ -43,6 +43,8 @@ from .test_fuzz import split_chunks
 
 CONFIG = SynthConfig(seed=11, n_frames=6, panel_width=96, panel_height=96)
 PROVENANCE = re.compile(rb"(?m)^streamfilter \S+ reintegrate [^\n]*\n")
+# the line that marks a chunk passed through unchanged (after its begin marker)
+MARKER = re.compile(rb"(?m)^streamfilter_passed_through = [^\n]*\n")
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +156,18 @@ FRAME_FAULTS = {
 def check_passed_through(
     src: Path, out: Path, summary, good: bytes, failing: set[int], reason: str
 ) -> None:
-    """Failing chunks copied verbatim and counted, every other chunk as with good frames."""
+    """Failing chunks copied verbatim (plus the marker line) and counted, every other chunk
+    as with good frames."""
     data = src.read_bytes()
     new, reference = chunks_of(out.read_bytes()), chunks_of(good)
     old = chunks_of(data)
     assert len(new) == len(old) == len(reference)
     assert PROVENANCE.sub(b"", split_chunks(out.read_bytes())[0], count=1) == split_chunks(data)[0]
     for i, (a, b, ref) in enumerate(zip(old, new, reference)):
-        assert b == (a if i in failing else ref), f"chunk {i}"
+        if i in failing:
+            assert len(MARKER.findall(b)) == 1 and MARKER.sub(b"", b) == a, f"chunk {i}"
+        else:
+            assert b == ref, f"chunk {i}"
     c = summary.counters
     assert c["passed_through"] == len(failing) == len(summary.passed_through)
     assert c["chunks"] == len(old)
@@ -187,9 +193,16 @@ def test_faulty_frames_pass_chunks_through_or_fail_under_strict(fault, synth, tm
     assert failing
     before = src.read_bytes()
     out = tmp_path / "out.stream"
-    summary = reintegrate(str(src), str(out))
+    summary = reintegrate(str(src), str(out), allow_failed="100%")  # some faults fail all
     check_passed_through(src, out, summary, good, failing, reason)
-    out.unlink()
+    if set(failing) == with_crystals(before):  # without --allow-failed: an error, no output
+        out.unlink()
+        Path(f"{out}.failed").unlink()
+        with pytest.raises(StreamfilterError, match="no chunk was re-integrated"):
+            reintegrate(str(src), str(out))
+        assert not out.exists()
+    Path(f"{out}.failed").unlink(missing_ok=True)
+    out.unlink(missing_ok=True)
     # --strict: the first failing chunk is an error naming stream, line and chunk
     listing = sorted(os.listdir(tmp_path))
     capsys.readouterr()
@@ -228,12 +241,13 @@ def test_geometry_that_does_not_match_the_data(kind, synth, tmp_path, capsys):
     g = tmp_path / "other.geom"
     g.write_text(geom)
     out = tmp_path / "out.stream"
-    summary = reintegrate(str(src), str(out), geometry=str(g))
+    summary = reintegrate(str(src), str(out), geometry=str(g), allow_failed="100%")
     failing = with_crystals(src.read_bytes())
     assert summary.counters["passed_through"] == len(failing) > 0
-    assert chunks_of(out.read_bytes()) == chunks_of(src.read_bytes())  # all verbatim
+    assert chunks_of(MARKER.sub(b"", out.read_bytes())) == chunks_of(src.read_bytes())
     assert all(re.search(reason, why) for why in summary.passed_through)
     out.unlink()
+    Path(f"{out}.failed").unlink()
     capsys.readouterr()
     assert main(["reintegrate", str(src), "-o", str(out), "-g", str(g), "--strict", "-q"]) == 2
     assert re.search(reason, capsys.readouterr().err)

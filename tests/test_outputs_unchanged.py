@@ -19,18 +19,18 @@ EXAMPLE = REPO / "stream_files" / "example.stream"
 
 # (input, extra options) -> md5 of the output stream
 RECORDED = {
-    ("r345", "crystfel"): "cffaf7433733ba31249f322ee3242c92",
-    ("r345", "robust"): "e9246fa3d5a545342df7ccbd77ffcbc9",
-    ("r345", "profile"): "165dd6cabc2fe27b18372e16e8280327",
-    ("r234", "crystfel"): "33fbea3ab07e51efd724f806e10e1457",
-    ("r234", "robust"): "aee200bf3a12b235cb1c348d3c5ad40c",
-    ("r234", "profile"): "bbad5e944b13faa0f936ff481d5bb7c1",
-    ("example", "crystfel"): "b8a2426a08e4187c456ecc23a1e02fc5",
-    ("example", "robust"): "c5869e597363d92de800c80079b3d72d",
-    ("example", "profile"): "e008323eee0d7e1e1c628c93632d4e25",
-    ("example", "robust --background plane"): "2d221b41748c176779ea37c23fe9a8cb",
-    ("example", "robust --background mean"): "7cefba92a4718fd9e742de9a15228e99",
-    ("example", "crystfel --int-radius 2,3,5"): "1979763285824fe1fede01cdd3a036e7",
+    ("r345", "crystfel"): "1ab86dd60bfbf10be9d6e86891f031ef",
+    ("r345", "robust"): "dc7eb645188ff2943c3f932bc60d8398",
+    ("r345", "profile"): "1d9758204df9332e21d263b1e417cf27",
+    ("r234", "crystfel"): "42d831e63f31449d8e3d9b4deda5ce82",
+    ("r234", "robust"): "6305047a4c3db2af3b555e015eada69f",
+    ("r234", "profile"): "c3b5af90616413276745bfce33d62f9e",
+    ("example", "crystfel"): "c8821b0c294821521c64d10ad5d09219",
+    ("example", "robust"): "ea6b17c425bc2dfa2b7e63f666511c5d",
+    ("example", "profile"): "5bb277981588e953890750408d4cbce6",
+    ("example", "robust --background plane"): "be9a314379dc8996628a849a70447040",
+    ("example", "robust --background mean"): "92d010980b96253d1d97878afe137257",
+    ("example", "crystfel --int-radius 2,3,5"): "666bed3718979ee9f1360e6aaae7c09c",
 }
 
 

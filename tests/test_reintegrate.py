@@ -11,12 +11,14 @@ import pytest
 
 from streamfilter import reintegrate
 from streamfilter.cli import main
+from streamfilter.errors import StreamfilterError
 from streamfilter.pipeline.step import TABLE_COLUMNS
 from streamfilter.stream import read_stream
 from streamfilter.stream.validate import crystfel_problems
 from streamfilter.synth import SynthConfig, generate
 
 PROVENANCE = re.compile(rb"streamfilter \S+ reintegrate [^\n]*\n")
+MARKER = re.compile(rb"(?m)^streamfilter_passed_through = [^\n]*\n")
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +91,15 @@ def test_missing_frames_pass_chunks_through_and_strict_fails(synth, tmp_path):
     shutil.copy(synth.stream_path, d)  # the frames stay behind
     src = d / synth.stream_path.name
     out = tmp_path / "out.stream"
-    s = reintegrate(str(src), str(out))
+    with pytest.raises(StreamfilterError, match="no chunk was re-integrated"):
+        reintegrate(str(src), str(out))  # nothing re-integrated: an error, no output
+    assert not out.exists() and not (tmp_path / "out.stream.failed").exists()
+    s = reintegrate(str(src), str(out), allow_failed="100%")  # unless the user accepts it
     assert s.counters["passed_through"] == s.counters["chunks"] - s.counters["no_crystals"] > 0
     assert s.counters["frames_read"] == 0
-    assert PROVENANCE.sub(b"", out.read_bytes(), count=1) == src.read_bytes()
+    unmarked = MARKER.sub(b"", PROVENANCE.sub(b"", out.read_bytes(), count=1))
+    assert unmarked == src.read_bytes()
+    assert len(MARKER.findall(out.read_bytes())) == s.counters["passed_through"]
     assert all("searched" in p or "not found" in p.lower() for p in s.passed_through)
     assert main(["reintegrate", str(src), "-o", str(tmp_path / "x.stream"), "--strict",
                  "-q"]) == 2

@@ -447,7 +447,9 @@ def test_slurm_dry_run(tmp_path: Path, fake_env: dict) -> None:
         "slurm_reintegrate.sh", "-i", src, "-o", out, "-n", "4", "-y", "4/mmm",
         "--partition", "short", "--time=01:00:00", "--mem", "8G", "--cpus-per-task", "8",
         "--max-running", "2", "--sbatch-arg=--account=p1234", "--sbatch-arg", "--qos=high",
-        "--method", "robust", "--int-radius", "3,5,8",
+        "--method", "robust", "--int-radius", "3,5,8", "--background", "plane",
+        "-g", "/g/det.geom", "--data-root", "/frames/a", "--data-root=rel dir",
+        "--allow-failed", "5%",
         "--", "--model=unity", "--iterations=1",
     )  # fmt: skip
     common = ["--cpus-per-task=8", "--partition=short", "--time=01:00:00", "--mem=8G",
@@ -471,7 +473,9 @@ def test_slurm_dry_run(tmp_path: Path, fake_env: dict) -> None:
         assert _run_wrap(_wrap(array), fake_env, task) == [
             ["streamfilter", "reintegrate", f"{wd}/shard-{task:03d}.stream",
              "-o", f"{wd}/reint-{task:03d}.stream", "--data-root", str(src.parent),
-             "-j", "8", "--method", "robust", "--int-radius", "3,5,8"]
+             "--data-root", "/frames/a", "--data-root", f"{Path.cwd()}/rel dir",
+             "-j", "8", "--method", "robust", "--int-radius", "3,5,8",
+             "--background", "plane", "-g", "/g/det.geom", "--allow-failed", "5%"]
         ]  # fmt: skip
     # outside an array task the task script refuses to run (instead of re-doing shard 000)
     Path(fake_env["FAKE_LOG"]).unlink()
@@ -526,6 +530,58 @@ def test_slurm_real_run_equals_single_reintegrate(
 
     direct = tmp_path / "direct.stream"
     monkeypatch.setenv("STREAMFILTER_CACHE", str(tmp_path / "cache"))
-    assert main(["reintegrate", str(src), "-o", str(direct), "-q"]) == 0
+    # the tasks' --data-root is in the audit line: give the same one
+    assert main(["reintegrate", str(src), "-o", str(direct), "-q",
+                 "--data-root", str(src.parent)]) == 0  # fmt: skip
     assert Path(f"{out}.stream").read_bytes() == direct.read_bytes()
     assert Path(f"{out}.hkl").is_file()
+
+
+def test_slurm_strict_and_allow_failed_options(tmp_path: Path) -> None:
+    args = ["-i", "/d/in.stream", "-o", tmp_path / "o", "-n", "1", "--no-merge"]
+    (array, _) = dry_run("slurm_reintegrate.sh", *args, "--strict")[-2:]
+    assert _wrap(array).endswith(" --strict")
+    for bad, message in [
+        (["--strict", "--allow-failed", "1"], "contradict"),
+        (["--allow-failed", "some"], "--allow-failed needs a count"),
+        (["--background", "clip"], "--background must be radial, plane or mean"),
+    ]:
+        r = run("slurm_reintegrate.sh", "--dry-run", *args, *bad)
+        assert r.returncode != 0 and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("allow", [None, "1"])
+def test_slurm_merge_waits_for_every_chunk_reintegrated(
+    tmp_path: Path, fake_env: dict, allow: str | None
+) -> None:
+    """A task with a chunk whose frame is missing exits 3: the array job fails and the
+    merge job (afterok) never runs, unless --allow-failed admits it."""
+    from streamfilter.synth import SynthConfig, generate
+
+    ds = generate(tmp_path / "data", SynthConfig(seed=5, n_frames=8))
+    head, *chunks = ds.stream_path.read_bytes().split(b"----- Begin chunk -----")
+    i = next(k for k, c in enumerate(chunks) if b"--- Begin crystal" in c)
+    chunks[i] = chunks[i].replace(f"Image filename: {ds.stream_path.stem}.h5".encode(),
+                                  b"Image filename: gone.h5")  # fmt: skip
+    ds.stream_path.write_bytes(b"----- Begin chunk -----".join([head, *chunks]))
+    out = tmp_path / "slurm" / "run"
+    extra = [] if allow is None else ["--allow-failed", allow]
+    r = run(
+        "slurm_reintegrate.sh", "-i", ds.stream_path, "-o", out, "-n", "2", "-y", "4/mmm",
+        "--cpus-per-task", "1", *extra, env=fake_env, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr  # submitting worked
+    calls = logged(fake_env)
+    assert len([c for c in calls if c[:2] == ["streamfilter", "reintegrate"]]) == 2
+    merged = [c for c in calls if c[:2] == ["streamfilter", "cat"]]
+    failed = Path(f"{out}-shards/reint-000.stream.failed")
+    assert failed.is_file() and "gone.h5" in failed.read_text()
+    if allow is None:
+        assert merged == [] and not Path(f"{out}.stream").exists()
+    else:
+        assert len(merged) == 1 and Path(f"{out}.stream").is_file()
+
+
+def test_reintegrate_and_merge_help_lists_the_backgrounds() -> None:
+    text = run("reintegrate_and_merge.sh", "--help").stdout
+    assert "(radial, plane, mean)" in text and "clip" not in text

@@ -3,7 +3,8 @@
 Every subcommand that reads a stream accepts ``-`` for standard input; every one that writes
 a stream accepts ``-o -`` for standard output.  Progress bars and summaries go to standard
 error.  Exit status: 0 success, 2 bad input or usage (a message names file, line and chunk),
-130 interrupted.
+3 ``reintegrate`` wrote its output but left chunks with crystals not re-integrated, 130
+interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
-    from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop
+    from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop, stop_signal
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         eprint(f"streamfilter {args.command}: error: {e}")
         return 2
     except KeyboardInterrupt:
+        if stop_signal() == signal.SIGTERM:
+            eprint(f"streamfilter {args.command}: terminated (SIGTERM); no output file was "
+                   "left behind")
+            return 128 + signal.SIGTERM
         eprint(f"streamfilter {args.command}: interrupted; no output file was left behind")
         return 130
     except BrokenPipeError:

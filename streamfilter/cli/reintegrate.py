@@ -11,6 +11,10 @@ from streamfilter.pipeline.journal import DEFAULT_INTERVAL
 
 from ._common import add_frame_arguments, int_radius
 
+#: exit status of a run that wrote its output but left chunks with crystals not
+#: re-integrated (more than ``--allow-failed`` admits)
+EXIT_NOT_REINTEGRATED = 3
+
 #: ``--background`` choices: :data:`streamfilter.integrate.robust.BACKGROUNDS` (a test checks
 #: that they are the same), written out so that parsing options does not import that module.
 BACKGROUNDS = ("radial", "plane", "mean")
@@ -54,7 +58,14 @@ methods:
 
 failures and interruptions:
   A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of
-  range, unreadable) is copied unchanged and counted; --strict makes it an error. A chunk
+  range, unreadable) is copied unchanged, with the line
+  "streamfilter_passed_through = REASON" after its begin marker (CrystFEL's reader skips
+  it), listed in OUT.failed (or --failed FILE: one tab-separated line per chunk: chunk
+  number, line, image filename, event, reason) and counted; a warning is printed even
+  with -q, and the exit status is 3 unless --allow-failed admits that many (chunks
+  without crystals never count). When chunks with crystals exist but none could be
+  re-integrated, no output is written (exit status 2). --strict makes any such chunk an
+  error. A chunk
   whose text cannot be used stops the run with an error naming file, line and chunk (exit
   status 2); --keep-going copies it verbatim and counts it instead, so that every input
   chunk comes out, rewritten or verbatim. An error or an interruption (Ctrl-C, SIGTERM)
@@ -109,7 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-j",
         "--jobs",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="processes that integrate: this one and N-1 workers (default 1)",
@@ -120,18 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run on Dask: 'local' for a LocalCluster or a scheduler address",
     )
     p.add_argument("--table", metavar="FILE", help="write per-reflection diagnostics (CSV)")
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="a frame that cannot be read is an error (default: pass the chunk "
-        "through unchanged and count it)",
-    )
-    p.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="copy chunks that cannot be used (malformed text, unusable crystal "
-        "values) verbatim, count them and continue, instead of stopping",
-    )
+    _add_failure_arguments(p)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -151,14 +151,72 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ._common import add_progress_argument  # noqa: PLC0415 - one hunk for this option
 
     add_progress_argument(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar or summary (warnings about chunks not re-integrated stay)",
+    )
     p.set_defaults(func=run)
 
 
+def _add_failure_arguments(p: argparse.ArgumentParser) -> None:
+    """What a run does with chunks it cannot re-integrate (see "failures" below)."""
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a frame that cannot be read is an error (default: pass the chunk "
+        "through unchanged and count it)",
+    )
+    p.add_argument(
+        "--allow-failed",
+        type=allowance,
+        metavar="N|P%",
+        help="exit 0 even when up to N chunks (or P%% of the chunks with crystals) could "
+        "not be re-integrated (default 0: any such chunk gives exit status 3)",
+    )
+    p.add_argument(
+        "--failed",
+        metavar="FILE",
+        help="list the chunks not re-integrated in FILE (default OUT.failed; with -o - "
+        "none unless given)",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="copy chunks that cannot be used (malformed text, unusable crystal "
+        "values) verbatim, count them and continue, instead of stopping",
+    )
+
+
+def positive_int(text: str) -> int:
+    """``-j``: a whole number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return n
+
+
+def allowance(text: str):
+    """``--allow-failed``: a count or a percentage."""
+    from streamfilter.pipeline.failures import Allowance
+
+    try:
+        return Allowance.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from streamfilter.errors import StreamfilterError
     from streamfilter.pipeline.journal import is_resumable, journal_path, partial_path
     from streamfilter.pipeline.run import reintegrate
 
+    if args.strict and args.allow_failed is not None:
+        raise StreamfilterError("--strict and --allow-failed contradict each other; give one")
     try:
         s = reintegrate(
             args.input,
@@ -176,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             resume=args.resume,
             journal_every=args.journal_every,
+            allow_failed=args.allow_failed,
+            failed=args.failed,
+            warn=lambda message: print(message, file=sys.stderr),
         )
     except BaseException as e:
         journal = journal_path(args.output)
@@ -188,4 +249,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     if not args.quiet:
         print(s.format(), file=sys.stderr)
-    return 0
+    warning = s.warning()
+    if warning:  # also with -q: nobody may take this output for a fully re-integrated one
+        print(warning, file=sys.stderr)
+    return 0 if s.acceptable else EXIT_NOT_REINTEGRATED

@@ -13,7 +13,7 @@ import math
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +27,13 @@ from streamfilter.pipeline.config import (
     config_for,
 )
 from streamfilter.pipeline.engines import run_chunks
+from streamfilter.pipeline.failures import (
+    Allowance,
+    FailedChunk,
+    default_failed_path,
+    remove_stale_failed,
+    write_failed,
+)
 from streamfilter.pipeline.journal import (
     DEFAULT_INTERVAL,
     Checkpoint,
@@ -52,17 +59,62 @@ from streamfilter.stream import (
 
 @dataclass
 class ReintegrateSummary:
-    """Counters of a run (summed over chunks) and the chunks passed through unchanged."""
+    """Counters of a run (summed over chunks) and the chunks passed through unchanged.
+
+    ``failed`` holds a record of every chunk passed through unchanged, ``failed_path`` the
+    file that lists them (None if there were none or the output is standard output and no
+    ``failed`` file was asked for), ``allowance`` the run's ``--allow-failed``.
+    """
 
     counters: Counter = field(default_factory=Counter)
     passed_through: list[str] = field(default_factory=list)
     seconds: float = 0.0
     config: ReintegrateConfig | None = None
+    failed: list[FailedChunk] = field(default_factory=list)
+    failed_path: str | None = None
+    allowance: Allowance = field(default_factory=Allowance)
 
     def add(self, result: ChunkResult) -> None:
         self.counters.update(result.counters)
         if result.passed_through:
             self.passed_through.append(result.passed_through)
+        if result.failed is not None:
+            self.failed.append(result.failed)
+
+    @property
+    def n_failed(self) -> int:
+        """Chunks passed through unchanged (with crystals, or whose text was unusable)."""
+        return self.counters["passed_through"]
+
+    @property
+    def with_crystals(self) -> int:
+        """Chunks with crystals: re-integrated ones plus those passed through."""
+        return self.counters["frames_read"] + self.counters["passed_through"]
+
+    @property
+    def acceptable(self) -> bool:
+        """No chunk failed, or no more than ``--allow-failed`` admits."""
+        return self.allowance.admits(self.n_failed, self.with_crystals)
+
+    def warning(self) -> str | None:
+        """The warning for chunks not re-integrated (None if there are none)."""
+        n = self.n_failed
+        if not n:
+            return None
+        where = f"listed in {self.failed_path}" if self.failed_path else "see the summary"
+        first = ""
+        if self.failed:
+            f = min(self.failed, key=lambda f: f.chunk)
+            first = f"; first: chunk {f.chunk} (line {f.line}): {' '.join(f.reason.split())}"
+        verdict = (
+            f"within --allow-failed {self.allowance}"
+            if self.acceptable
+            else "the output is NOT fully re-integrated"
+        )
+        return (
+            f"reintegrate: warning: {n} of {self.with_crystals} chunks with crystals were "
+            f"not re-integrated and were copied unchanged ({where}); {verdict}{first}"
+        )
 
     def format(self) -> str:
         from streamfilter.integrate import Status
@@ -75,12 +127,15 @@ class ReintegrateSummary:
             if k.startswith("status_") and int(k[7:]) != 0 and v
         )
         rate = c["chunks"] / self.seconds if self.seconds > 0 else float("nan")
+        passed = c["passed_through"]
+        kept = f" ({c['reflections_passed']} reflection rows kept as they were)" if passed else ""
         lines = [
-            f"reintegrate: {c['chunks']} chunks, {c['frames_read']} frames read, "
-            f"{c['crystals']} crystals, {c['no_crystals']} chunks without crystals",
-            f"  reflections: {c['reflections_in']} in the input, {c['reflections_out']} "
-            f"written; not written: {dropped or 'none'}",
-            f"  chunks passed through unchanged: {c['passed_through']}",
+            f"reintegrate: {c['chunks']} chunks, {c['frames_read']} frames read and "
+            f"re-integrated, {c['crystals']} crystals re-integrated, {c['no_crystals']} "
+            "chunks without crystals",
+            f"  reflections: {c['reflections_in']} in the re-integrated chunks' input, "
+            f"{c['reflections_out']} written; not written: {dropped or 'none'}",
+            f"  chunks passed through unchanged: {passed}{kept}",
             f"  time {self.seconds:.1f} s ({rate:.1f} chunks/s)",
         ]
         for p in self.passed_through[:20]:
@@ -106,8 +161,8 @@ class _TableWriter:
         cols = []
         for name in TABLE_COLUMNS:
             v = diag[name]
-            if v.dtype.kind == "f":
-                v = np.char.mod("%.3f", v)
+            if v.dtype.kind == "f":  # NaN (no old row, not integrated): an empty field
+                v = np.where(np.isnan(v), "", np.char.mod("%.3f", v))
             cols.append(v.tolist())
         self._rows(zip(*cols))
 
@@ -135,6 +190,9 @@ def reintegrate(
     batch_size: int = 8,
     resume: bool = False,
     journal_every: float = DEFAULT_INTERVAL,
+    allow_failed: str | Allowance | None = None,
+    failed: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ReintegrateSummary:
     """Re-integrate ``input_path`` into ``output_path`` (``-`` for stdin/stdout).
 
@@ -163,12 +221,31 @@ def reintegrate(
         the same input and options was interrupted; the result is byte-identical to an
         uninterrupted run.  Needs a regular, uncompressed input file and a file output.
     journal_every : seconds between journal checkpoints (``resume`` only)
+    allow_failed : how many chunks with crystals may be passed through unchanged for the
+        run to count as complete (``summary.acceptable``): a count (``"5"``) or a
+        percentage (``"5%"``); default none.  A run in which chunks with crystals exist but
+        none was re-integrated is an error (no output is left) unless this admits them all.
+    failed : file listing every chunk passed through unchanged (default ``OUT.failed``;
+        none for standard output); written only when there are such chunks, and a stale
+        one from an earlier run is removed
+    warn : called with each warning about the run's set-up (default :func:`warnings.warn`)
     """
     _refuse_overwrites(input_path, output_path, table)
     if resume:
         _check_resumable(input_path, output_path, table, dask)
     t0 = time.perf_counter()
     summary = ReintegrateSummary()
+    if isinstance(allow_failed, str):
+        try:
+            allow_failed = Allowance.parse(allow_failed)
+        except ValueError as e:
+            raise StreamfilterError(f"--allow-failed {e}") from None
+    summary.allowance = allow_failed or Allowance()
+    failed_path = failed if failed is not None else default_failed_path(output_path)
+    if failed_path is not None and (
+        is_same_file(input_path, failed_path) or failed_path in (output_path, table)
+    ):
+        raise StreamfilterError(f"{failed_path}: --failed would overwrite the input or an output")
     try:
         with read_stream(input_path, keep_going=keep_going) as reader:
             config = config_for(
@@ -184,6 +261,8 @@ def reintegrate(
                 keep_going=keep_going,
             )
             _check_geometry(config, reader.header, input_path, geometry)
+            config.integration()  # refuses options the method does not use, before any output
+            _check_crystfel_version(config, reader.header, input_path, warn or warnings.warn)
             summary.config = config
             if resume:
                 _run_resumable(
@@ -215,7 +294,42 @@ def reintegrate(
                     clear_stale(output_path)  # an interrupted --resume run's leftovers
     finally:
         summary.seconds = time.perf_counter() - t0
+    if failed_path is not None:
+        if summary.failed:
+            write_failed(failed_path, summary.failed, input_path)
+            summary.failed_path = failed_path
+        else:
+            remove_stale_failed(failed_path)
     return summary
+
+
+def _check_crystfel_version(
+    config: ReintegrateConfig, header: StreamHeader, input_path: str, warn: Callable
+) -> None:
+    """``--method crystfel`` emulates CrystFEL 0.12; say so for a stream an older one wrote."""
+    import re
+
+    version = header.crystfel_version
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    if config.method == "crystfel" and m and (int(m[1]), int(m[2])) < (0, 12):
+        warn(
+            f"reintegrate: warning: {input_path} was written by CrystFEL {version}; "
+            "--method crystfel emulates CrystFEL 0.12's integration rules, which may differ "
+            "from that version's"
+        )
+
+
+def _refuse_empty(summary: ReintegrateSummary) -> None:
+    """Chunks with crystals exist and none was re-integrated: an error (the caller is
+    still inside its output's context, so no output is left), unless allowed."""
+    c = summary.counters
+    if c["passed_through"] and not c["frames_read"] and not summary.acceptable:
+        raise StreamfilterError(
+            f"no chunk was re-integrated: all {c['passed_through']} chunks with crystals "
+            f"would be copied unchanged (first: {summary.passed_through[0]}); no output "
+            "was written. Check --data-root, -g/--geometry and the paths in the geometry "
+            "(mask files), or accept it with --allow-failed 100%"
+        )
 
 
 def _run(
@@ -259,6 +373,7 @@ def _run(
             if table_writer is not None:
                 table_writer.write(result.diagnostics)
         writer.write(reader.trailer if trailer is None else trailer)
+        _refuse_empty(summary)
 
 
 def _local_results(
@@ -329,6 +444,7 @@ def _run_resumable(
             header_end, pos = cp.position["header_end"], cp.position["offset"]
             summary.counters.update(cp.state.get("counters", {}))
             summary.passed_through.extend(cp.state.get("passed_through", []))
+            summary.failed.extend(FailedChunk(*f) for f in cp.state.get("failed", []))
         table_writer = _TableWriter(run.files[1], header=cp is None) if table else None
         with contextlib.closing(source):
             for chunk, result in run_chunks(source, config, jobs=jobs, batch_size=batch_size):
@@ -346,6 +462,7 @@ def _run_resumable(
                         {
                             "counters": dict(summary.counters),
                             "passed_through": summary.passed_through[:_JOURNAL_MESSAGES],
+                            "failed": [f.as_list() for f in summary.failed],
                         },
                     )
                 writer.write(result.body)
@@ -355,6 +472,7 @@ def _run_resumable(
                     table_writer.write(result.diagnostics)
                 bar.update(pos - bar.n)
             writer.write(source.trailer)
+        _refuse_empty(summary)
 
 
 def _check_position(input_path: str, position: Any, journal: Any) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from streamfilter.errors import StreamfilterError, StreamFormatError
 from streamfilter.pipeline.config import ReintegrateConfig
+from streamfilter.pipeline.failures import FailedChunk, header_value, mark, unmark
 from streamfilter.pipeline.frame import FrameIntegrator
 from streamfilter.pipeline.tuning import tune_process
 from streamfilter.stream import Chunk, ReflectionTable, StreamHeader, TableUpdate
@@ -47,13 +48,15 @@ TABLE_COLUMNS = (
 @dataclass
 class ChunkResult:
     """What processing one chunk gave: its new bytes, counters, and why it was passed
-    through unchanged (None if it was re-integrated or had nothing to integrate)."""
+    through unchanged (None if it was re-integrated or had nothing to integrate), also as a
+    :class:`FailedChunk` record for the ``--failed`` file."""
 
     body: bytes
     counters: Counter
     passed_through: str | None = None
     diagnostics: dict[str, np.ndarray] | None = None
     preceding: bytes = b""  # bytes before the chunk (set by engines that read ranges)
+    failed: FailedChunk | None = None
 
 
 class ChunkProcessor:
@@ -87,7 +90,7 @@ class ChunkProcessor:
         from streamfilter.geometry import GeometryError
 
         if chunk.malformed is not None:
-            return _passed_through(chunk, str(chunk.malformed))
+            return _passed_through(chunk, chunk.malformed)
         try:
             return self._process(chunk)
         except (StreamFormatError, GeometryError) as e:
@@ -95,7 +98,7 @@ class ChunkProcessor:
                 e = chunk.error(f"geometry: {e}")
             if not self.config.keep_going:
                 raise e from None
-            return _passed_through(chunk, str(e))
+            return _passed_through(chunk, e)
         except StreamfilterError:
             raise
         except Exception as e:  # noqa: BLE001 - turned into an error that names the chunk
@@ -104,7 +107,7 @@ class ChunkProcessor:
             )
             if not self.config.keep_going:
                 raise err from e
-            return _passed_through(chunk, str(err))
+            return _passed_through(chunk, err)
 
     def _process(self, chunk: Chunk) -> ChunkResult:
         from streamfilter.frames import FrameError
@@ -126,7 +129,11 @@ class ChunkProcessor:
             if self.config.strict:
                 raise StreamfilterError(f"{where}: {e}") from e
             counters["passed_through"] += 1
-            return ChunkResult(chunk.raw, counters, f"{where}: {e}")
+            counters["reflections_passed"] += sum(x.n_rows for x in crystals)
+            record = FailedChunk(
+                chunk.index, chunk.line_no, chunk.filename or "", chunk.event or "", str(e)
+            )
+            return ChunkResult(mark(chunk.raw, str(e)), counters, f"{where}: {e}", failed=record)
         for xtal in crystals:
             _check_crystal(chunk, xtal, energy)
         counters["frames_read"] += 1
@@ -158,15 +165,25 @@ class ChunkProcessor:
                     counters[f"status_{code}"] += n
             if diag is not None:
                 diag.append(_diagnostics(chunk, i, xtal, res))
-        body = chunk.rewrite(updates)
+        body = unmark(chunk.rewrite(updates))
         merged = None
         if diag:
             merged = {k: np.concatenate([d[k] for d in diag]) for k in TABLE_COLUMNS}
         return ChunkResult(body, counters, None, merged)
 
 
-def _passed_through(chunk: Chunk, why: str) -> ChunkResult:
-    return ChunkResult(chunk.raw, Counter(chunks=1, passed_through=1), why)
+def _passed_through(chunk: Chunk, error: StreamfilterError) -> ChunkResult:
+    """A chunk whose text cannot be used (``--keep-going``): copied with the marker line."""
+    reason = error.message or str(error)
+    record = FailedChunk(
+        chunk.index,
+        chunk.line_no,
+        header_value(chunk.raw, b"Image filename: "),
+        header_value(chunk.raw, b"Event: "),
+        reason,
+    )
+    counters = Counter(chunks=1, passed_through=1)
+    return ChunkResult(mark(chunk.raw, reason), counters, str(error), failed=record)
 
 
 # 100 MeV: far above any X-ray or (photon-equivalent) electron-diffraction energy; beyond it

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..crystal import d_A
 from ..progress import byte_progress, input_size
+from .marks import PASSED_THROUGH_KEY, reintegration_audit
 from .reader import read_stream
 
 CELL_NAMES = ("a_nm", "b_nm", "c_nm", "alpha_deg", "beta_deg", "gamma_deg")
@@ -50,6 +51,8 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
             crystals = chunk.crystals
             if crystals:
                 counts["indexed_frames"] += 1
+            if PASSED_THROUGH_KEY in chunk.keys:
+                counts["passed_through"] += 1
             for xtal in crystals:
                 counts["crystals"] += 1
                 per_indexer[chunk.indexed_by or "unknown"] += 1
@@ -60,6 +63,7 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
                     for arr, value in zip(cells, xtal.cell):
                         arr.append(value)
         h = reader.header
+        audit = reintegration_audit(h)
         res = _summary(resolution)
         if res is not None:
             # 1/d in nm^-1 -> d in Angstrom for the reader's convenience
@@ -89,6 +93,12 @@ def stream_info(path: str | os.PathLike, *, quiet: bool = True) -> dict[str, Any
             "bytes": reader.bytes_read,
             "incomplete_tail": None if reader.incomplete_tail is None
             else str(reader.incomplete_tail),
+            "reintegrated_by": audit["line"] if audit else None,
+            "reintegration_method": audit["method"] if audit else None,
+            "chunks_reintegrated": (
+                counts["indexed_frames"] - counts["passed_through"] if audit else None
+            ),
+            "chunks_passed_through": counts["passed_through"] if audit else None,
         }
 
 
@@ -107,7 +117,18 @@ def format_info(info: dict[str, Any]) -> str:
                  + (info["integration_method"] or "not given (CrystFEL default rings-nocen)")
                  + ", int-radius "
                  + (",".join(f"{r:g}" for r in radius) if radius else
-                    "not given (CrystFEL default 4,5,7)"))
+                    "not given (CrystFEL default 4,5,7)")
+                 + (" (indexamajig's, before re-integration)"
+                    if info.get("reintegrated_by") else ""))
+    if info.get("reintegrated_by"):
+        lines.append(f"  re-integrated by: {info['reintegrated_by']}")
+        passed = info["chunks_passed_through"]
+        lines.append(
+            f"  re-integration ({info['reintegration_method']}): "
+            f"{info['chunks_reintegrated']} chunks with crystals re-integrated, {passed} "
+            "passed through unchanged"
+            + (" (NOT re-integrated: their rows are the input's)" if passed else "")
+        )
     n = info["chunks"]
     pct = (lambda x: f"{100.0 * x / n:.1f}%") if n else (lambda x: "-")
     lines.append(f"  chunks {n}, hits {info['hits']} ({pct(info['hits'])}), indexed frames "
