@@ -152,6 +152,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     add_progress_argument(p)
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="re-integrate even when the geometry or the frames do not match the stream "
+        "(checked on the first frames with found peaks before the run; see streamfilter "
+        "check)",
+    )
+    p.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -237,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
             allow_failed=args.allow_failed,
             failed=args.failed,
             warn=lambda message: print(message, file=sys.stderr),
+            force=args.force,
         )
     except BaseException as e:
         journal = journal_path(args.output)
@@ -252,4 +260,6 @@ def run(args: argparse.Namespace) -> int:
     warning = s.warning()
     if warning:  # also with -q: nobody may take this output for a fully re-integrated one
         print(warning, file=sys.stderr)
+    if s.incomplete_tail and args.quiet:  # (the summary says it otherwise)
+        print(f"reintegrate: warning: {s.incomplete_tail}", file=sys.stderr)
     return 0 if s.acceptable else EXIT_NOT_REINTEGRATED

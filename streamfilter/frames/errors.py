@@ -37,6 +37,13 @@ class FrameNotFoundError(FrameError):
             + self.hint
         )
 
+    @property
+    def brief(self) -> str:
+        """One line: what was not found, and the first place tried."""
+        first = f"; tried {self.searched[0]}" if self.searched else ""
+        more = f" and {len(self.searched) - 1} more" if len(self.searched) > 1 else ""
+        return f"image file '{self.filename}' (event {self.event}) not found{first}{more}"
+
 
 def not_found_hint(filename: str) -> str:
     """What to tell a user whose frame file was not found, by the kind of name."""

@@ -654,9 +654,11 @@ def check_stream(
     """
     import dataclasses
 
+    from streamfilter.errors import StreamfilterError
     from streamfilter.frames import FrameError
     from streamfilter.interrupt import check_stop
     from streamfilter.pipeline.config import config_for
+    from streamfilter.pipeline.step import check_crystal
     from streamfilter.stream import read_stream
 
     t = dataclasses.replace(thresholds or Thresholds(), sample=max(int(sample), 0))
@@ -686,6 +688,12 @@ def check_stream(
                     continue
                 preds = []
                 if chunk.crystals:
+                    try:  # values no prediction can use are refused, as the run does
+                        for xtal in chunk.crystals:
+                            check_crystal(chunk, xtal, chunk.photon_energy_eV)
+                    except StreamfilterError as e:
+                        out.note("unusable crystal", f"{_frame_name(chunk)}: {e.message}")
+                        continue
                     preds = run.predict(frame, chunk.crystals, chunk.photon_energy_eV,
                                         chunk.beam_bandwidth)
                 check.add(chunk, frame, preds, run.layout)

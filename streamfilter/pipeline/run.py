@@ -45,7 +45,7 @@ from streamfilter.pipeline.journal import (
     partial_path,
     read_journal,
 )
-from streamfilter.pipeline.step import TABLE_COLUMNS, ChunkResult
+from streamfilter.pipeline.step import TABLE_COLUMNS, ChunkResult, check_crystal
 from streamfilter.progress import byte_progress, input_size
 from streamfilter.stream import (
     StreamHeader,
@@ -55,6 +55,9 @@ from streamfilter.stream import (
     is_same_file,
     read_stream,
 )
+
+#: Frames with found peaks that ``reintegrate`` checks before it starts (``check_sample``).
+CHECK_SAMPLE = 10
 
 
 @dataclass
@@ -73,6 +76,9 @@ class ReintegrateSummary:
     failed: list[FailedChunk] = field(default_factory=list)
     failed_path: str | None = None
     allowance: Allowance = field(default_factory=Allowance)
+    check: Any = None  # the CheckResult of the geometry and frames (None: not checked)
+    incomplete_tail: str | None = None  # the input ends inside its last chunk: what was left
+    hints: Counter = field(default_factory=Counter)  # what to do about frames not found
 
     def add(self, result: ChunkResult) -> None:
         self.counters.update(result.counters)
@@ -80,6 +86,8 @@ class ReintegrateSummary:
             self.passed_through.append(result.passed_through)
         if result.failed is not None:
             self.failed.append(result.failed)
+        if result.hint:
+            self.hints[result.hint] += 1
 
     @property
     def n_failed(self) -> int:
@@ -111,9 +119,10 @@ class ReintegrateSummary:
             if self.acceptable
             else "the output is NOT fully re-integrated"
         )
+        hints = "".join(f"\n  {k} frame file(s) not found. {h}" for h, k in self.hints.items())
         return (
             f"reintegrate: warning: {n} of {self.with_crystals} chunks with crystals were "
-            f"not re-integrated and were copied unchanged ({where}); {verdict}{first}"
+            f"not re-integrated and were copied unchanged ({where}); {verdict}{first}{hints}"
         )
 
     def format(self) -> str:
@@ -142,6 +151,11 @@ class ReintegrateSummary:
             lines.append(f"    {p}")
         if len(self.passed_through) > 20:
             lines.append(f"    ... and {len(self.passed_through) - 20} more")
+        if self.check is not None:
+            lines.append("  geometry and frames checked against the stream's peaks: "
+                         + self.check.message.replace("\n", "; "))  # fmt: skip
+        if self.incomplete_tail:
+            lines.append(f"  warning: {self.incomplete_tail}")
         return "\n".join(lines)
 
 
@@ -193,6 +207,8 @@ def reintegrate(
     allow_failed: str | Allowance | None = None,
     failed: str | None = None,
     warn: Callable[[str], None] | None = None,
+    force: bool = False,
+    check_sample: int = CHECK_SAMPLE,
 ) -> ReintegrateSummary:
     """Re-integrate ``input_path`` into ``output_path`` (``-`` for stdin/stdout).
 
@@ -229,6 +245,9 @@ def reintegrate(
         none for standard output); written only when there are such chunks, and a stale
         one from an earlier run is removed
     warn : called with each warning about the run's set-up (default :func:`warnings.warn`)
+    force : re-integrate even when the geometry or the frames do not match the stream
+        (the check before the run, :func:`preflight`)
+    check_sample : frames with found peaks that check looks at (0: no check)
     """
     _refuse_overwrites(input_path, output_path, table)
     if resume:
@@ -263,6 +282,7 @@ def reintegrate(
             _check_geometry(config, reader.header, input_path, geometry)
             config.integration()  # refuses options the method does not use, before any output
             _check_crystfel_version(config, reader.header, input_path, warn or warnings.warn)
+            summary.check = preflight(config, input_path, check_sample, force)
             summary.config = config
             if resume:
                 _run_resumable(
@@ -301,6 +321,50 @@ def reintegrate(
         else:
             remove_stale_failed(failed_path)
     return summary
+
+
+def preflight(config: ReintegrateConfig, input_path: str, sample: int, force: bool) -> Any:
+    """Do the geometry and the frames match the stream?  Measured on the first ``sample``
+    frames with found peaks that can be read (:class:`streamfilter.pipeline.checks.RunCheck`:
+    re-predicted reflections against the stream's found peaks, found peaks on bright pixels).
+
+    Returns the :class:`~streamfilter.pipeline.checks.CheckResult` (None when nothing was
+    checked: ``sample`` 0, or standard input, which cannot be read twice).  Raises
+    :class:`StreamfilterError` naming the figures when they do not match, unless ``force``.
+    Frames that cannot be read are left to the run (they are passed through and listed).
+    """
+    if sample <= 0 or input_path == "-":
+        return None
+    from streamfilter.pipeline.checks import RunCheck, Thresholds, predictor
+
+    check = RunCheck(Thresholds(sample=sample))
+    looked = 0
+    with read_stream(input_path, keep_going=True) as reader, config.frame_source() as source:
+        run = predictor(source.detector)
+        for chunk in reader:
+            try:
+                if chunk.malformed is not None or not chunk.crystals or not chunk.peaks:
+                    continue
+                looked += 1
+                if looked > 10 * sample:  # most frames unreadable: the run will say so
+                    break
+                energy = chunk.photon_energy_eV
+                for xtal in chunk.crystals:  # values no prediction can use: left to the run
+                    check_crystal(chunk, xtal, energy)
+                frame = source.load(chunk.filename, chunk.event)
+                preds = run.predict(frame, chunk.crystals, energy, chunk.beam_bandwidth)
+                if check.add(chunk, frame, preds, run.layout):
+                    break
+            except Exception:  # noqa: BLE001 - whatever is wrong here, the run reports it
+                continue
+    result = check.verdict()
+    if not result.ok and not force:
+        raise StreamfilterError(
+            f"{input_path}: the geometry or the frames do not match the stream; nothing was "
+            f"written.\n{result.message}\nCheck -g/--geometry and --data-root "
+            "(`streamfilter check` looks at every frame); --force re-integrates anyway"
+        )
+    return result
 
 
 def _check_crystfel_version(
@@ -373,6 +437,8 @@ def _run(
             if table_writer is not None:
                 table_writer.write(result.diagnostics)
         writer.write(reader.trailer if trailer is None else trailer)
+        if reader.incomplete_tail is not None:
+            summary.incomplete_tail = str(reader.incomplete_tail)
         _refuse_empty(summary)
 
 
@@ -472,6 +538,8 @@ def _run_resumable(
                     table_writer.write(result.diagnostics)
                 bar.update(pos - bar.n)
             writer.write(source.trailer)
+        if source.incomplete_tail is not None:
+            summary.incomplete_tail = str(source.incomplete_tail)
         _refuse_empty(summary)
 
 

@@ -57,6 +57,7 @@ class ChunkResult:
     diagnostics: dict[str, np.ndarray] | None = None
     preceding: bytes = b""  # bytes before the chunk (set by engines that read ranges)
     failed: FailedChunk | None = None
+    hint: str | None = None  # what to do about a frame not found (said once per run)
 
 
 class ChunkProcessor:
@@ -130,12 +131,15 @@ class ChunkProcessor:
                 raise StreamfilterError(f"{where}: {e}") from e
             counters["passed_through"] += 1
             counters["reflections_passed"] += sum(x.n_rows for x in crystals)
+            hint = getattr(e, "hint", None)
+            brief = e.brief if hint else str(e)  # the hint is said once per run
             record = FailedChunk(
-                chunk.index, chunk.line_no, chunk.filename or "", chunk.event or "", str(e)
+                chunk.index, chunk.line_no, chunk.filename or "", chunk.event or "", brief
             )
-            return ChunkResult(mark(chunk.raw, str(e)), counters, f"{where}: {e}", failed=record)
+            return ChunkResult(mark(chunk.raw, brief), counters, f"{where}: {brief}",
+                               failed=record, hint=hint)  # fmt: skip
         for xtal in crystals:
-            _check_crystal(chunk, xtal, energy)
+            check_crystal(chunk, xtal, energy)
         counters["frames_read"] += 1
         results = self._integrate(
             frame, crystals, energy, bandwidth=chunk.beam_bandwidth, peaks=chunk.peaks
@@ -191,7 +195,7 @@ def _passed_through(chunk: Chunk, error: StreamfilterError) -> ChunkResult:
 MAX_PHOTON_ENERGY_EV = 1e8
 
 
-def _check_crystal(chunk: Chunk, xtal: Any, energy: float) -> None:
+def check_crystal(chunk: Chunk, xtal: Any, energy: float) -> None:
     """Refuse values no prediction can use (CrystFEL would crash or predict nonsense):
     missing or non-finite astar/bstar/cstar, a singular basis, a photon energy outside
     (0, 100 MeV], a profile radius, bandwidth or detector shift far outside any real one, a
