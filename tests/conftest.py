@@ -3,6 +3,10 @@
 ``ref_small`` points at CrystFEL's recorded reference data (``../shared/data/ref-small``
 beside the clone).  Tests that need it skip cleanly when it is absent, so a plain clone
 still passes.
+
+The chunk-index cache (``stream/index.py``) goes to a temporary directory for the whole
+session (``$STREAMFILTER_CACHE``, inherited by the commands tests run in subprocesses), never
+to the user's ``~/.cache/streamfilter``.
 """
 
 from __future__ import annotations
@@ -34,3 +38,16 @@ def ref_small() -> Path:
     if REF_SMALL is None:
         pytest.skip("../shared/data/ref-small not present")
     return REF_SMALL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache(tmp_path_factory) -> Path:
+    """The session's chunk-index cache directory (``$STREAMFILTER_CACHE``)."""
+    cache = tmp_path_factory.mktemp("index-cache")
+    previous = os.environ.get("STREAMFILTER_CACHE")
+    os.environ["STREAMFILTER_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("STREAMFILTER_CACHE", None)
+    else:
+        os.environ["STREAMFILTER_CACHE"] = previous
