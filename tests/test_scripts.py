@@ -25,7 +25,8 @@ SCRIPT_DIR = REPO / "crystfel_scripts"
 SCRIPTS = ["reintegrate_and_merge.sh", "compare_high_low.sh", "slurm_reintegrate.sh"]
 CRYSTFEL_TOOLS = ["partialator", "check_hkl", "compare_hkl", "sbatch"]
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None,
+                                reason="bash not found (crystfel_scripts/ are bash scripts)")
 
 FAKE_TOOL = r'''#!{python}
 """Stand-in for {{streamfilter, partialator, check_hkl, compare_hkl, sbatch}} in tests."""
@@ -167,7 +168,7 @@ def test_help(name: str) -> None:
 @pytest.mark.parametrize("name", [*SCRIPTS, "common.sh"])
 def test_shellcheck(name: str) -> None:
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed")
+        pytest.skip("shellcheck not installed (lints crystfel_scripts/)")
     r = subprocess.run(["shellcheck", str(script(name))], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 
