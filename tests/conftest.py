@@ -3,6 +3,10 @@
 ``ref_small`` points at CrystFEL's recorded reference data (``../shared/data/ref-small``
 beside the clone).  Tests that need it skip cleanly when it is absent, so a plain clone
 still passes.
+
+The chunk-index cache (``stream/index.py``) goes to a temporary directory for the whole
+session (``$STREAMFILTER_CACHE``, inherited by the commands tests run in subprocesses), never
+to the user's ``~/.cache/streamfilter``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,29 @@ def _find_ref_small() -> Path | None:
 
 
 REF_SMALL = _find_ref_small()
+# why the tests that need it skip, as the summary shows it
+REF_SMALL_MISSING = (
+    "../shared/data/ref-small not present (reference data of CrystFEL 0.12.0, not shipped; "
+    "STREAMFILTER_REF_SMALL=DIR points at another copy)"
+)
 
 
 @pytest.fixture(scope="session")
 def ref_small() -> Path:
     """Directory of the CrystFEL 0.12.0 reference data set (skip if absent)."""
     if REF_SMALL is None:
-        pytest.skip("../shared/data/ref-small not present")
+        pytest.skip(REF_SMALL_MISSING)
     return REF_SMALL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache(tmp_path_factory) -> Path:
+    """The session's chunk-index cache directory (``$STREAMFILTER_CACHE``)."""
+    cache = tmp_path_factory.mktemp("index-cache")
+    previous = os.environ.get("STREAMFILTER_CACHE")
+    os.environ["STREAMFILTER_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("STREAMFILTER_CACHE", None)
+    else:
+        os.environ["STREAMFILTER_CACHE"] = previous

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 
 from streamfilter.cli import main
 from streamfilter.stream.validate import crystfel_problems
@@ -29,6 +30,27 @@ def test_demo_robust_beats_crystfel_and_writes_valid_streams(tmp_path):
     assert "water" in text and "ratio" in text
 
 
-def test_demo_command_runs_in_a_temporary_directory(capsys):
+def test_demo_command_runs_in_a_temporary_directory(capsys, monkeypatch, tmp_path):
+    """Without DIR no path is printed (it would not exist any more); the user is told how
+    to keep the files."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     assert main(["demo", "--frames", "4", "--seed", "3"]) == 0
-    assert "accuracy against the noise-free truth" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "accuracy against the noise-free truth" in out
+    assert "in a temporary directory (" in out
+    assert str(tmp) not in out and "streamfilter-demo-" not in out
+    assert out.rstrip().endswith(
+        "The files were in a temporary directory, now removed; to keep them: "
+        "streamfilter demo DIR")
+    assert list(tmp.iterdir()) == []  # removed indeed
+
+
+def test_demo_command_keeps_dir_and_names_it(capsys, tmp_path):
+    d = tmp_path / "demo"
+    assert main(["demo", str(d), "--frames", "3", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"with known truth in {d} (" in out
+    assert "now removed" not in out
+    assert (d / "synth.stream").is_file() and (d / "reintegrated_robust.stream").is_file()

@@ -233,7 +233,8 @@ def test_nothing_reintegrated_is_an_error_without_output(synth, tmp_path, capsys
 
 def _engine_options(engine: str) -> list[str]:
     if engine == "dask":
-        pytest.importorskip("dask.distributed")
+        pytest.importorskip(
+            "dask.distributed", reason="dask.distributed not installed (the [dask] extra)")
         return ["--dask", "local", "-j", "2"]
     return {"j1": [], "j2": ["-j", "2"], "resume": ["--resume"],
             "resume-j2": ["--resume", "-j", "2"]}[engine]

@@ -420,7 +420,7 @@ def _unwritable_dir(tmp_path: Path) -> Path:
         return Path("/sys")
     os.close(fd)
     os.unlink(name)
-    pytest.skip("no directory refuses root here")
+    pytest.skip("running as root, and no directory refuses root's writes here (not even /sys)")
 
 
 @pytest.mark.parametrize("where", ["missing directory", "a file as directory", "unwritable"])

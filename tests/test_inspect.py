@@ -192,7 +192,7 @@ def test_reflection_whose_box_leaves_the_panel(synth):
 
 
 def test_png_is_written(synth, tmp_path):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (the [plot] extra)")
     from matplotlib.image import imread
 
     row = _pick(synth, want_bad=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from streamfilter.cli import main
-from tests.conftest import REF_SMALL, REPO
+from tests.conftest import REF_SMALL, REF_SMALL_MISSING, REPO
 
 EXAMPLE = REPO / "stream_files" / "example.stream"
 
@@ -38,7 +38,7 @@ def _input(name: str) -> Path:
     if name == "example":
         return EXAMPLE
     if REF_SMALL is None:
-        pytest.skip("../shared/data/ref-small not present")
+        pytest.skip(REF_SMALL_MISSING)
     return REF_SMALL / f"lyso_dev_{name}.stream"
 
 

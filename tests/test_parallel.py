@@ -67,7 +67,8 @@ def test_jobs_2_is_byte_identical_with_other_start_methods(method, r345, referen
 
 
 def test_dask_local_cluster_is_byte_identical(r345, reference_output, tmp_path):
-    pytest.importorskip("dask.distributed")
+    pytest.importorskip(
+        "dask.distributed", reason="dask.distributed not installed (the [dask] extra)")
     out = tmp_path / "dask.stream"
     summary = reintegrate(str(r345), str(out), jobs=2, dask="local")
     assert out.read_bytes() == reference_output
@@ -175,7 +176,8 @@ def test_sigint_leaves_no_partial_output(r345, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.stream", "lyso_dev.h5"]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="pipe sizes (F_SETPIPE_SZ) are Linux-only")
 def test_pool_pipes_hold_whole_batches():
     """-j N widens the pool's two pipes to 1 MiB, so a worker neither waits to hand back a
     batch's ~0.3 MB result nor to read its next batch (it relies on private attributes of
@@ -188,7 +190,7 @@ def test_pool_pipes_hold_whole_batches():
     from streamfilter.pipeline.tuning import PIPE_BYTES, widen_pipes
 
     if int(Path("/proc/sys/fs/pipe-max-size").read_text()) < PIPE_BYTES:
-        pytest.skip("this system's pipe-max-size is below 1 MiB")
+        pytest.skip("/proc/sys/fs/pipe-max-size is below the 1 MiB pipes this test widens to")
     pool = ProcessPoolExecutor(max_workers=1, initializer=_init_pool_worker)
     try:
         assert widen_pipes(pool)

@@ -9,6 +9,7 @@ task in turn, a dependent job only after its dependency succeeded) and prints a 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,8 @@ SCRIPT_DIR = REPO / "crystfel_scripts"
 SCRIPTS = ["reintegrate_and_merge.sh", "compare_high_low.sh", "slurm_reintegrate.sh"]
 CRYSTFEL_TOOLS = ["partialator", "check_hkl", "compare_hkl", "sbatch"]
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None,
+                                reason="bash not found (crystfel_scripts/ are bash scripts)")
 
 FAKE_TOOL = r'''#!{python}
 """Stand-in for {{streamfilter, partialator, check_hkl, compare_hkl, sbatch}} in tests."""
@@ -90,9 +93,29 @@ def script(name: str) -> Path:
 
 
 def path_without(*tools: str) -> str:
-    """The current PATH minus every directory holding one of ``tools``."""
+    """The current PATH with none of ``tools`` on it: a directory holding one of them is
+    replaced by a directory of links to everything else in it (dropping it would also drop
+    bash and the coreutils when, say, sbatch is installed in /usr/bin)."""
     dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
-    return os.pathsep.join(d for d in dirs if not any((Path(d) / t).exists() for t in tools))
+    return os.pathsep.join(
+        _shadow(Path(d), tools) if any((Path(d) / t).exists() for t in tools) else d
+        for d in dirs
+    )
+
+
+_SHADOWS: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _shadow(directory: Path, tools: tuple[str, ...]) -> str:
+    key = (str(directory), tools)
+    if key not in _SHADOWS:
+        shadow = Path(tempfile.mkdtemp(prefix="path-without-"))
+        atexit.register(shutil.rmtree, shadow, True)
+        for entry in directory.iterdir():
+            if entry.name not in tools:
+                (shadow / entry.name).symlink_to(entry)
+        _SHADOWS[key] = str(shadow)
+    return _SHADOWS[key]
 
 
 def run(name: str, *args: str | Path, env: dict | None = None, cwd: Path | None = None):
@@ -167,7 +190,7 @@ def test_help(name: str) -> None:
 @pytest.mark.parametrize("name", [*SCRIPTS, "common.sh"])
 def test_shellcheck(name: str) -> None:
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed")
+        pytest.skip("shellcheck not installed (lints crystfel_scripts/)")
     r = subprocess.run(["shellcheck", str(script(name))], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 

@@ -17,9 +17,10 @@
 :func:`plot_inspect` and :func:`plot_maxima` draw ``streamfilter inspect --png``: one
 reflection's box with its rings and pixel classes, or a frame with its local maxima.
 
-matplotlib is not a runtime dependency of streamfilter: the import happens inside
-:func:`write_compare_plots`, which raises a :class:`~streamfilter.errors.StreamfilterError`
-telling the user to install it when it is missing.  Figures are drawn with the Agg canvas
+matplotlib is not a runtime dependency of streamfilter (it is the ``[plot]`` extra): it is
+imported only when figures are drawn, and :func:`require_matplotlib`, which the commands call
+before reading anything, raises a :class:`~streamfilter.errors.StreamfilterError` telling the
+user to install it when it is missing.  Figures are drawn with the Agg canvas
 (no display needed, pyplot's global state untouched).
 """
 
@@ -33,17 +34,26 @@ import numpy as np
 from streamfilter.errors import StreamfilterError
 
 
-def _figure(
-    option: str = "--plots",
-    hint: str = "matplotlib (or streamfilter[plot])",
-    size: tuple[float, float] = (6.4, 4.8),
-):
-    """A matplotlib Figure on the Agg canvas; ``option`` names what needs it in the error."""
+def require_matplotlib(option: str) -> None:
+    """Raise a :class:`~streamfilter.errors.StreamfilterError` naming ``option`` and the
+    ``[plot]`` extra when matplotlib cannot be imported: called by the commands before they
+    read anything, so a long run does not end in that error."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise StreamfilterError(f"{option} needs matplotlib: pip install {hint}") from None
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError:
+        raise StreamfilterError(
+            f"{option} needs matplotlib, which is not installed: "
+            "pip install 'streamfilter[plot]' (or pip install matplotlib)"
+        ) from None
+
+
+def _figure(option: str = "--plots", size: tuple[float, float] = (6.4, 4.8)):
+    """A matplotlib Figure on the Agg canvas; ``option`` names what needs it in the error."""
+    require_matplotlib(option)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(fig)
     return fig
@@ -192,7 +202,7 @@ def write_compare_plots(result, outdir: str | os.PathLike) -> list[Path]:
 
 
 def _inspect_figure():
-    return _figure("--png", "'streamfilter[plot]'", (6.4, 5.6))
+    return _figure("--png", (6.4, 5.6))
 
 
 def plot_inspect(result, path: str | os.PathLike) -> None:

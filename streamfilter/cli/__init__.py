@@ -2,17 +2,21 @@
 
 Every subcommand that reads a stream accepts ``-`` for standard input; every one that writes
 a stream accepts ``-o -`` for standard output.  Progress bars and summaries go to standard
-error.  Exit status: 0 success, 2 bad input or usage (a message names file, line and chunk),
-3 ``reintegrate`` wrote its output but left chunks with crystals not re-integrated, 130
-interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
+error, as do warnings, one line each (``streamfilter CMD: warning: ...``).  Exit status:
+0 success, 2 bad input or usage (a message names file, line and chunk), 3 ``reintegrate``
+wrote its output but left chunks with crystals not re-integrated, 130 interrupted by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import signal
 import sys
+import warnings
+from collections.abc import Iterator
 
 from .. import __version__
 from ..errors import StreamfilterError
@@ -40,6 +44,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _plain_warnings(command: str) -> Iterator[None]:
+    """While a command runs, a warning of streamfilter's own categories (such as
+    :class:`~streamfilter.geometry.GeometryWarning`) is one line on standard error,
+    ``streamfilter COMMAND: warning: MESSAGE``, each distinct message once; other warnings
+    are shown as before.  The previous display and filters are restored afterwards."""
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        shown_before = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__module__.split(".")[0] != "streamfilter":
+                return shown_before(message, category, filename, lineno, file, line)
+            text = str(message)
+            if text not in seen:
+                seen.add(text)
+                eprint(f"streamfilter {command}: warning: {text}")
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
     from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop, stop_signal
@@ -57,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if previous[signal.SIGINT] is signal.default_int_handler:
         signal.signal(signal.SIGINT, request_stop)
     try:
-        return int(args.func(args) or 0)
+        with _plain_warnings(args.command):
+            return int(args.func(args) or 0)
     except StreamfilterError as e:
         eprint(f"streamfilter {args.command}: error: {e}")
         return 2

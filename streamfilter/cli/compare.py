@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.hkl import is_hkl_file, read_hkl
     from ..analysis.report import format_report, write_json
 
+    if args.plots:  # before the comparison, which can take minutes
+        from ..analysis.plots import require_matplotlib
+
+        require_matplotlib("--plots")
     symmetry = args.symmetry
     if symmetry is None:
         symmetry = "-1"

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.directory:
         run_demo(args.directory, seed=args.seed, n_frames=args.frames)
-    else:
+    else:  # the path is not printed: it is gone when the demo ends
         with tempfile.TemporaryDirectory(prefix="streamfilter-demo-") as d:
-            run_demo(d, seed=args.seed, n_frames=args.frames)
+            run_demo(d, seed=args.seed, n_frames=args.frames, where="a temporary directory")
+        print("\nThe files were in a temporary directory, now removed; "
+              "to keep them: streamfilter demo DIR")
     return 0

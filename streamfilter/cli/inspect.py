@@ -74,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter inspect`` from parsed arguments; returns the exit status."""
     from ..analysis.inspect import format_inspect, inspect_reflection
     from ..analysis.maxima import format_maxima, inspect_maxima
-    from ..analysis.plots import plot_inspect, plot_maxima
+    from ..analysis.plots import plot_inspect, plot_maxima, require_matplotlib
 
+    if args.png:  # before the stream is read
+        require_matplotlib("--png")
     common = {"int_radius": args.int_radius, "geometry": args.geometry, "data_root": args.data_root}
     if args.threshold is not None:
         m = inspect_maxima(args.stream, args.chunk, args.threshold, **common)

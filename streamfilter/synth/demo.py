@@ -16,10 +16,11 @@ from typing import Any
 
 
 def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
-             out=None) -> dict[str, Any]:
+             out=None, where: str | None = None) -> dict[str, Any]:
     """Run the demo in ``directory``; returns the accuracy tables (``to_dict`` form).
 
-    Progress and the table are printed to ``out`` (default: standard output).
+    Progress and the table are printed to ``out`` (default: standard output); ``where``
+    is how the directory is named there (default: its path).
     """
     out = out or sys.stdout
     from ..analysis.accuracy import compare_on_truth, format_side_by_side
@@ -31,7 +32,7 @@ def run_demo(directory: str | Path, *, seed: int = 1, n_frames: int = 20,
     directory.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     ds = generate(directory, SynthConfig(seed=seed, n_frames=n_frames))
-    print(f"1. simulated {n_frames} frames with known truth in {directory} "
+    print(f"1. simulated {n_frames} frames with known truth in {where or directory} "
           f"({time.perf_counter() - t0:.1f} s): {ds.stream_path.name}, {ds.h5_path.name}, "
           f"{ds.truth_path.name}", file=out)
     summaries = {}
