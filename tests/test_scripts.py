@@ -1,8 +1,9 @@
 """Tests of the pipeline shell scripts in ``crystfel_scripts/``.
 
-CrystFEL and Slurm are not installed here, so the real-run tests put stand-ins first in
-``PATH``: ``partialator``, ``check_hkl`` and ``compare_hkl`` log their arguments and write the
-files they name; ``sbatch`` logs its arguments, runs the ``--wrap`` script at once (each array
+The real-run tests need neither CrystFEL nor Slurm, installed or not: they put stand-ins
+first in ``PATH`` (and the tests of a missing tool hide the real one, see ``path_without``).
+``partialator``, ``check_hkl`` and ``compare_hkl`` log their arguments and write the files
+they name; ``sbatch`` logs its arguments, runs the ``--wrap`` script at once (each array
 task in turn, a dependent job only after its dependency succeeded) and prints a job id;
 ``streamfilter`` logs and then runs the real ``streamfilter`` of this checkout.
 """
@@ -16,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -89,10 +91,28 @@ def script(name: str) -> Path:
     return SCRIPT_DIR / name
 
 
+_SHADOWS: dict[tuple[str, tuple[str, ...]], str] = {}
+_SHADOW_ROOT = tempfile.TemporaryDirectory(prefix="sf-path-")  # removed at exit
+
+
 def path_without(*tools: str) -> str:
-    """The current PATH minus every directory holding one of ``tools``."""
+    """The current PATH with none of ``tools`` on it.  A directory holding one of them (such as
+    /usr/bin where Slurm is installed, which also holds bash and sh) is replaced by a
+    directory of links to all its other entries."""
     dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
-    return os.pathsep.join(d for d in dirs if not any((Path(d) / t).exists() for t in tools))
+    out = []
+    for d in dirs:
+        if any((Path(d) / t).exists() for t in tools):
+            key = (d, tools)
+            if key not in _SHADOWS:
+                shadow = Path(tempfile.mkdtemp(dir=_SHADOW_ROOT.name))
+                for entry in Path(d).iterdir():
+                    if entry.name not in tools:
+                        (shadow / entry.name).symlink_to(entry)
+                _SHADOWS[key] = str(shadow)
+            d = _SHADOWS[key]
+        out.append(d)
+    return os.pathsep.join(out)
 
 
 def run(name: str, *args: str | Path, env: dict | None = None, cwd: Path | None = None):
