@@ -1,10 +1,13 @@
 """A private single-node Slurm cluster for tests, started from Debian's ``slurm-wlm`` and
 ``munge`` packages (``apt-get install slurm-wlm munge``) when they are installed.
 
-Everything lives in one temporary directory: a generated ``slurm.conf`` (loopback, free
-ports, state, spool, pid and log files inside the directory), a fresh munge key and a munged
-on its own socket.  Clients find the cluster through ``SLURM_CONF`` in :attr:`Cluster.env`.
-The daemons run as root (slurmd must), so :func:`unavailable` names what is missing instead.
+Everything lives in one temporary directory: a generated ``slurm.conf`` (controller and
+node at 127.0.0.1 on free ports; state, spool, pid and log files inside the directory), a
+fresh munge key and a munged on its own socket.  Clients find the cluster through
+``SLURM_CONF`` in :attr:`Cluster.env`.  Slurm has no setting for the address its daemons
+listen on, so their two ports are open on every interface while they run; every message is
+authenticated with the private munge key.  The daemons run as root (slurmd must);
+:func:`unavailable` says why a cluster cannot be started (packages missing, not root).
 Nothing is installed here and no system service is touched: :meth:`Cluster.stop` cancels the
 cluster's jobs and stops exactly the processes it started (by pid), also after a failure.
 """
