@@ -1,8 +1,9 @@
 """Tests of the pipeline shell scripts in ``crystfel_scripts/``.
 
-CrystFEL and Slurm are not installed here, so the real-run tests put stand-ins first in
-``PATH``: ``partialator``, ``check_hkl`` and ``compare_hkl`` log their arguments and write the
-files they name; ``sbatch`` logs its arguments, runs the ``--wrap`` script at once (each array
+The real-run tests need neither CrystFEL nor Slurm, installed or not: they put stand-ins
+first in ``PATH`` (and the tests of a missing tool hide the real one, see ``path_without``).
+``partialator``, ``check_hkl`` and ``compare_hkl`` log their arguments and write the files
+they name; ``sbatch`` logs its arguments, runs the ``--wrap`` script at once (each array
 task in turn, a dependent job only after its dependency succeeded) and prints a job id;
 ``streamfilter`` logs and then runs the real ``streamfilter`` of this checkout.
 """
@@ -90,6 +91,8 @@ elif name == "sbatch":
 
 def script(name: str) -> Path:
     return SCRIPT_DIR / name
+
+
 
 
 def path_without(*tools: str) -> str:
