@@ -92,3 +92,20 @@ def test_a_stream_cut_inside_its_last_chunk_is_reported(synth, tmp_path, capsys)
         assert rc == 0 and out.exists()
         assert "warning:" in err and "incomplete last chunk" in err
         out.unlink()
+
+
+def test_a_cut_stream_is_reported_under_dask_too(synth, tmp_path, capsys):
+    pytest.importorskip("dask.distributed", reason="dask not installed (the [dask] extra)")
+    data = synth.stream_path.read_bytes()
+    cut = tmp_path / "cut.stream"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    for f in synth.stream_path.parent.glob("*.h5"):
+        (tmp_path / f.name).symlink_to(f)
+    out, local = tmp_path / "dask.stream", tmp_path / "local.stream"
+    assert main(["reintegrate", str(cut), "-o", str(local), "--method", "crystfel", "-q"]) == 0
+    capsys.readouterr()
+    rc = main(["reintegrate", str(cut), "-o", str(out), "--method", "crystfel", "-q",
+               "--dask", "local", "-j", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0 and "incomplete last chunk" in err
+    assert out.read_bytes() == local.read_bytes()  # the complete chunks, never the tail

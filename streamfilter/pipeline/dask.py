@@ -54,7 +54,8 @@ def process_range(config: ReintegrateConfig, path: str, header_end: int, a: int,
     """Re-integrate the chunks in bytes [a, b) of ``path`` (run on a worker).
 
     Each result's ``preceding`` holds the bytes before its chunk; when the range reaches
-    the end of the file, a last result carries the file's trailing bytes.
+    the end of the file, a last result carries the file's trailing bytes, or what was left
+    of a last chunk the file ends inside (``incomplete_tail``).
     """
     proc = _worker_processor(config)
     out = []
@@ -66,6 +67,9 @@ def process_range(config: ReintegrateConfig, path: str, header_end: int, a: int,
             out.append(res)
         if reader.trailer:
             out.append(ChunkResult(b"", Counter(), None, None, preceding=reader.trailer))
+        if reader.incomplete_tail is not None:  # the file ends inside this range's last chunk
+            out.append(ChunkResult(b"", Counter(), None, None,
+                                   incomplete_tail=str(reader.incomplete_tail)))  # fmt: skip
     return out
 
 

@@ -88,6 +88,8 @@ class ReintegrateSummary:
             self.failed.append(result.failed)
         if result.hint:
             self.hints[result.hint] += 1
+        if result.incomplete_tail:
+            self.incomplete_tail = result.incomplete_tail
 
     @property
     def n_failed(self) -> int:

@@ -58,6 +58,7 @@ class ChunkResult:
     preceding: bytes = b""  # bytes before the chunk (set by engines that read ranges)
     failed: FailedChunk | None = None
     hint: str | None = None  # what to do about a frame not found (said once per run)
+    incomplete_tail: str | None = None  # a range's reader found the input cut in its last chunk
 
 
 class ChunkProcessor:
