@@ -477,6 +477,20 @@ class RunCheck:
                                           self.thresholds.match_radius))
         return self.done
 
+    def measure(self, chunk: Any, frame: Any, run: Any) -> bool:
+        """Predict ``chunk``'s crystals with ``run`` (a :func:`predictor`) and :meth:`add`
+        them; returns :attr:`done`.  Crystal values no prediction can use are refused first,
+        as the run does (:class:`~streamfilter.errors.StreamfilterError`)."""
+        from streamfilter.pipeline.step import check_crystal
+
+        preds = []
+        if chunk.crystals:
+            for xtal in chunk.crystals:
+                check_crystal(chunk, xtal, chunk.photon_energy_eV)
+            preds = run.predict(frame, chunk.crystals, chunk.photon_energy_eV,
+                                chunk.beam_bandwidth)  # fmt: skip
+        return self.add(chunk, frame, preds, run.layout)
+
     def verdict(self) -> CheckResult:
         """The :class:`CheckResult` of the frames measured so far."""
         t = self.thresholds
@@ -658,7 +672,6 @@ def check_stream(
     from streamfilter.frames import FrameError
     from streamfilter.interrupt import check_stop
     from streamfilter.pipeline.config import config_for
-    from streamfilter.pipeline.step import check_crystal
     from streamfilter.stream import read_stream
 
     t = dataclasses.replace(thresholds or Thresholds(), sample=max(int(sample), 0))
@@ -686,16 +699,33 @@ def check_stream(
                 out.opened += 1
                 if check.done or chunk.peaks is None or len(chunk.peaks) == 0:
                     continue
-                preds = []
-                if chunk.crystals:
-                    try:  # values no prediction can use are refused, as the run does
-                        for xtal in chunk.crystals:
-                            check_crystal(chunk, xtal, chunk.photon_energy_eV)
-                    except StreamfilterError as e:
-                        out.note("unusable crystal", f"{_frame_name(chunk)}: {e.message}")
-                        continue
-                    preds = run.predict(frame, chunk.crystals, chunk.photon_energy_eV,
-                                        chunk.beam_bandwidth)
-                check.add(chunk, frame, preds, run.layout)
+                try:
+                    check.measure(chunk, frame, run)
+                except StreamfilterError as e:
+                    out.note("unusable crystal", f"{_frame_name(chunk)}: {e.message}")
     out.result = check.verdict()
     return out
+
+
+def sample_run(config: Any, stream_path: str, sample: int) -> CheckResult:
+    """The verdict on the first ``sample`` frames with found peaks of a stream that can be
+    read, for a run about to start (``reintegrate`` stops on it unless ``--force``).  Chunks
+    or frames that cannot be used are skipped: the run reports them."""
+    from streamfilter.stream import read_stream
+
+    check = RunCheck(Thresholds(sample=sample))
+    looked = 0
+    with read_stream(stream_path, keep_going=True) as reader, config.frame_source() as source:
+        run = predictor(source.detector)
+        for chunk in reader:
+            try:
+                if chunk.malformed is not None or not chunk.crystals or not chunk.peaks:
+                    continue
+                looked += 1
+                if looked > 10 * sample:  # most frames unreadable: the run will say so
+                    break
+                if check.measure(chunk, source.load(chunk.filename, chunk.event), run):
+                    break
+            except Exception:  # noqa: BLE001 - whatever is wrong here, the run reports it
+                continue
+    return check.verdict()

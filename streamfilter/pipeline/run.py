@@ -45,7 +45,7 @@ from streamfilter.pipeline.journal import (
     partial_path,
     read_journal,
 )
-from streamfilter.pipeline.step import TABLE_COLUMNS, ChunkResult, check_crystal
+from streamfilter.pipeline.step import TABLE_COLUMNS, ChunkResult
 from streamfilter.progress import byte_progress, input_size
 from streamfilter.stream import (
     StreamHeader,
@@ -337,29 +337,9 @@ def preflight(config: ReintegrateConfig, input_path: str, sample: int, force: bo
     """
     if sample <= 0 or input_path == "-":
         return None
-    from streamfilter.pipeline.checks import RunCheck, Thresholds, predictor
+    from streamfilter.pipeline.checks import sample_run
 
-    check = RunCheck(Thresholds(sample=sample))
-    looked = 0
-    with read_stream(input_path, keep_going=True) as reader, config.frame_source() as source:
-        run = predictor(source.detector)
-        for chunk in reader:
-            try:
-                if chunk.malformed is not None or not chunk.crystals or not chunk.peaks:
-                    continue
-                looked += 1
-                if looked > 10 * sample:  # most frames unreadable: the run will say so
-                    break
-                energy = chunk.photon_energy_eV
-                for xtal in chunk.crystals:  # values no prediction can use: left to the run
-                    check_crystal(chunk, xtal, energy)
-                frame = source.load(chunk.filename, chunk.event)
-                preds = run.predict(frame, chunk.crystals, energy, chunk.beam_bandwidth)
-                if check.add(chunk, frame, preds, run.layout):
-                    break
-            except Exception:  # noqa: BLE001 - whatever is wrong here, the run reports it
-                continue
-    result = check.verdict()
+    result = sample_run(config, input_path, sample)
     if not result.ok and not force:
         raise StreamfilterError(
             f"{input_path}: the geometry or the frames do not match the stream; nothing was "
