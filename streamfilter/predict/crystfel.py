@@ -687,6 +687,18 @@ def _predict(
         return pred, ew.take(in_ew)
 
 
+def lab_vectors(h: Any, k: Any, l: Any, recip: np.ndarray) -> tuple[np.ndarray, ...]:  # noqa: E741
+    """Scattering vectors (x, y, z) in m^-1, lab frame, of Miller indices: h a* + k b* + l c*
+    with ``recip`` from :func:`reciprocal_matrix` (in CrystFEL's order of operations)."""
+    h = np.asarray(h, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    l = np.asarray(l, dtype=np.float64)  # noqa: E741
+    xl = h * recip[0, 0] + k * recip[1, 0] + l * recip[2, 0]
+    yl = h * recip[0, 1] + k * recip[1, 1] + l * recip[2, 1]
+    zl = h * recip[0, 2] + k * recip[1, 2] + l * recip[2, 2]
+    return xl, yl, zl
+
+
 def positions_for(
     h: Any,
     k: Any,
@@ -714,14 +726,8 @@ def positions_for(
     panel, fs, ss : np.ndarray
         Panel index (-1 where the ray misses every panel) and panel-relative position.
     """
-    recip = reciprocal_matrix(astar, bstar, cstar)
+    xl, yl, zl = lab_vectors(h, k, l, reciprocal_matrix(astar, bstar, cstar))
     wavelength = photon_energy_to_wavelength(photon_energy_eV)
-    h = np.asarray(h, dtype=np.float64)
-    k = np.asarray(k, dtype=np.float64)
-    l = np.asarray(l, dtype=np.float64)  # noqa: E741
-    xl = h * recip[0, 0] + k * recip[1, 0] + l * recip[2, 0]
-    yl = h * recip[0, 1] + k * recip[1, 1] + l * recip[2, 1]
-    zl = h * recip[0, 2] + k * recip[1, 2] + l * recip[2, 2]
     if profile_radius is not None and bandwidth is not None:
         _, kpred = _excitation(xl, yl, zl, wavelength, bandwidth, profile_radius * 1e9)
     else:

@@ -25,6 +25,7 @@ from streamfilter.predict.crystfel import (
     _ewald,
     _excite,
     _overlap,
+    lab_vectors,
     photon_energy_to_wavelength,
     reciprocal_matrix,
 )
@@ -184,13 +185,7 @@ def threshold_radius_for(
     r_hi: float,
 ) -> np.ndarray:
     """:func:`threshold_radius` for Miller indices; radii in nm^-1 in and out."""
-    recip = reciprocal_matrix(astar, bstar, cstar)
-    h = np.asarray(h, dtype=np.float64)
-    k = np.asarray(k, dtype=np.float64)
-    l = np.asarray(l, dtype=np.float64)  # noqa: E741
-    xl = h * recip[0, 0] + k * recip[1, 0] + l * recip[2, 0]
-    yl = h * recip[0, 1] + k * recip[1, 1] + l * recip[2, 1]
-    zl = h * recip[0, 2] + k * recip[1, 2] + l * recip[2, 2]
+    xl, yl, zl = lab_vectors(h, k, l, reciprocal_matrix(astar, bstar, cstar))
     wavelength = photon_energy_to_wavelength(photon_energy_eV)
     out = threshold_radius(xl, yl, zl, wavelength, bandwidth or 0.0, r_lo * 1e9, r_hi * 1e9)
     return out * 1e-9
