@@ -359,6 +359,7 @@ class _RadialPlan:
     pcell: np.ndarray  # (N,) per pixel: its cell
     cell_panel: np.ndarray  # (n_cells,) panel of each cell
     cell_ring: np.ndarray  # (n_cells,) ring * n_azimuth + sector of each cell
+    count: np.ndarray  # (n_cells,) pixels per cell
     hs: np.ndarray  # (n_azimuth, p) harmonics at the sector centres
     outer: np.ndarray  # (n_azimuth, p * p) products of the harmonics
 
@@ -380,27 +381,33 @@ def _radial_plan(grid: PolarGrid, names: list[str], harmonics: int, n_azimuth: i
     plans = grid.plans
     if key in plans:
         return plans[key]
-    pcell, cell_panel, cell_ring = [], [], []
-    n_cells = 0
+    pcell = np.empty(sum(grid.rho[k].size for k in names), dtype=np.int64)
+    cell_panel, cell_ring, count = [], [], []
+    n_cells = start = 0
     for j, k in enumerate(names):
         ring = np.floor(grid.rho[k].ravel()).astype(np.int64)
         sector = _sectors(grid, k, n_azimuth)
         r0, s0 = int(ring.min()), int(sector.min())
         nr, ns = int(ring.max()) - r0 + 1, int(sector.max()) - s0 + 1
-        pcell.append(n_cells + (ring - r0) * ns + (sector - s0))
+        part = pcell[start : start + ring.size]
+        np.multiply(ring, ns, out=part)
+        part += sector + (n_cells - r0 * ns - s0)
+        count.append(np.bincount(part - n_cells, minlength=nr * ns))
         rings = (np.arange(nr) + r0)[:, None] * n_azimuth + (np.arange(ns) + s0)[None, :]
         cell_ring.append(rings.ravel())
         cell_panel.append(np.full(nr * ns, j, dtype=np.int64))
         n_cells += nr * ns
+        start += ring.size
     sec_phi = (np.arange(n_azimuth) + 0.5) * (2 * math.pi / n_azimuth) - math.pi
     hs = _harmonics(sec_phi, harmonics)
     cell_ring_all = np.concatenate(cell_ring)
     plan = _RadialPlan(
         n_ring=int(cell_ring_all.max()) // n_azimuth + 1,
         n_panel=len(names),
-        pcell=np.concatenate(pcell),
+        pcell=pcell,
         cell_panel=np.concatenate(cell_panel),
         cell_ring=cell_ring_all,
+        count=np.concatenate(count),
         hs=hs,
         outer=(hs[:, :, None] * hs[:, None, :]).reshape(n_azimuth, -1),
     )
@@ -453,18 +460,47 @@ def fit_radial_background(
     RadialBackground
     """
     names = list(data)
+    y = np.concatenate([np.asarray(data[k]).ravel() for k in names])
+    good = np.concatenate([np.asarray(usable[k], dtype=bool).ravel() for k in names])
+    gains = np.array([float(adu_per_photon[k]) for k in names])
+    return fit_radial_background_flat(
+        y, good, names, grid, gains, harmonics=harmonics, smooth=smooth,
+        clip_sigma=clip_sigma, n_iter=n_iter, n_azimuth=n_azimuth, ridge=ridge,
+        min_ring_pixels=min_ring_pixels,
+    )  # fmt: skip
+
+
+def fit_radial_background_flat(
+    y: np.ndarray,
+    good: np.ndarray,
+    names: list[str],
+    grid: PolarGrid,
+    gains: np.ndarray,
+    *,
+    harmonics: int = 2,
+    smooth: int = 8,
+    clip_sigma: float = 3.0,
+    n_iter: int = 3,
+    n_azimuth: int = 72,
+    ridge: float = 1e-2,
+    min_ring_pixels: int = 2,
+) -> RadialBackground:
+    """:func:`fit_radial_background` of the panels ``names`` laid out one after the other
+    (each C-ordered): ``y`` their pixel values (ADU), ``good`` (bool, modified) the pixels
+    the fit may use, ``gains`` the ADU per photon of each panel."""
     plan = _radial_plan(grid, names, harmonics, n_azimuth)
     n_pan, n_ring = plan.n_panel, plan.n_ring
     n_bins = len(plan.cell_ring)
     p = plan.hs.shape[1]
-    y = np.concatenate([np.asarray(data[k]).ravel() for k in names])
-    good = np.concatenate([np.asarray(usable[k], dtype=bool).ravel() for k in names])
     good &= np.isfinite(y)
-    # Only the usable pixels, in their order: the sums below skip nothing but zeros.
-    at = np.flatnonzero(good)
-    y = y[at].astype(np.float64)
-    bins = plan.pcell[at]
-    gains = np.array([float(adu_per_photon[k]) for k in names])
+    # Every pixel is summed in its order, the unusable ones (few) as zeros: the sums are
+    # those of the usable pixels alone, to the last bit.
+    bins = plan.pcell
+    excluded = np.flatnonzero(~good)
+    # float32 values (a frame's) find the clipping candidates at half the memory traffic
+    y32 = y if y.dtype == np.float32 else None
+    y = y.astype(np.float64)
+    y[excluded] = 0.0
     gain = gains[plan.cell_panel]  # per cell
     centres = np.arange(n_ring, dtype=np.float64)
     clip_var = _truncated_variance_factor(clip_sigma)
@@ -478,7 +514,10 @@ def fit_radial_background(
              np.bincount(b, v * v, minlength=n_bins)]
         )  # fmt: skip
 
-    all_stats = stats(bins, y)
+    all_stats = np.stack(
+        [plan.count - np.bincount(bins[excluded], minlength=n_bins),
+         np.bincount(bins, y, minlength=n_bins), np.bincount(bins, y * y, minlength=n_bins)]
+    )  # fmt: skip
     use = all_stats
     excess = np.ones(n_pan)
     for it in range(n_iter):
@@ -511,7 +550,14 @@ def fit_radial_background(
             with np.errstate(invalid="ignore"):
                 floor = coarse + limit - 1e-9 * (np.abs(coarse) + np.abs(limit))
             floor[np.isnan(floor)] = -np.inf
-            cand = np.flatnonzero(y > floor[bins])
+            if y32 is not None:
+                # rounded down to float32: y > floor implies y32 > floor32 (y32 is exact)
+                f32 = floor.astype(np.float32)
+                f32 = np.where(f32 > floor, np.nextafter(f32, np.float32(-np.inf)), f32)
+                cand = np.flatnonzero(y32 > f32[bins])
+            else:
+                cand = np.flatnonzero(y > floor[bins])
+            cand = cand[good[cand]]
             clipped = cand[~(y[cand] - coarse[bins[cand]] <= limit[bins[cand]])]
             use = all_stats - stats(bins[clipped], y[clipped])
     if not ok.any():
