@@ -415,6 +415,31 @@ def _radial_plan(grid: PolarGrid, names: list[str], harmonics: int, n_azimuth: i
     return plan
 
 
+def _clipped(
+    y: np.ndarray,
+    y32: np.ndarray | None,
+    good: np.ndarray,
+    bins: np.ndarray,
+    coarse: np.ndarray,
+    limit: np.ndarray,
+) -> np.ndarray:
+    """Indices of the usable pixels that are not ``y - model <= limit`` (model and limit per
+    cell).  One cheap pass finds the candidates (y above model + limit less a margin far
+    wider than the rounding error; in float32, rounded down, when the values are float32:
+    then y > floor implies y32 > floor32), the exact test runs on those only."""
+    with np.errstate(invalid="ignore"):
+        floor = coarse + limit - 1e-9 * (np.abs(coarse) + np.abs(limit))
+    floor[np.isnan(floor)] = -np.inf
+    if y32 is not None:
+        f32 = floor.astype(np.float32)
+        f32 = np.where(f32 > floor, np.nextafter(f32, np.float32(-np.inf)), f32)
+        cand = np.flatnonzero(y32 > f32[bins])
+    else:
+        cand = np.flatnonzero(y > floor[bins])
+    cand = cand[good[cand]]
+    return cand[~(y[cand] - coarse[bins[cand]] <= limit[bins[cand]])]
+
+
 def fit_radial_background(
     data: dict[str, np.ndarray],
     usable: dict[str, np.ndarray],
@@ -544,21 +569,7 @@ def fit_radial_background_flat(
             excess /= clip_var
         if it < n_iter - 1:
             limit = clip_sigma * np.sqrt(excess[plan.cell_panel] * poisson)
-            # a pixel is clipped when not (y - model <= limit); one cheap pass finds the
-            # candidates (y above model + limit less a margin far wider than the rounding
-            # error), the exact test runs on those only
-            with np.errstate(invalid="ignore"):
-                floor = coarse + limit - 1e-9 * (np.abs(coarse) + np.abs(limit))
-            floor[np.isnan(floor)] = -np.inf
-            if y32 is not None:
-                # rounded down to float32: y > floor implies y32 > floor32 (y32 is exact)
-                f32 = floor.astype(np.float32)
-                f32 = np.where(f32 > floor, np.nextafter(f32, np.float32(-np.inf)), f32)
-                cand = np.flatnonzero(y32 > f32[bins])
-            else:
-                cand = np.flatnonzero(y > floor[bins])
-            cand = cand[good[cand]]
-            clipped = cand[~(y[cand] - coarse[bins[cand]] <= limit[bins[cand]])]
+            clipped = _clipped(y, y32, good, bins, coarse, limit)
             use = all_stats - stats(bins[clipped], y[clipped])
     if not ok.any():
         filled = np.full((n_ring, p), np.nan)
