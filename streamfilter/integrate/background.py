@@ -140,29 +140,41 @@ def panel_planes(detector: Any, header_values: dict[str, float] | None = None) -
     return out
 
 
-def polar_grid(
-    detector: Any, header_values: dict[str, float] | None = None, planes: list | None = None
-) -> PolarGrid:
-    """Scattering angle and azimuth of every pixel centre (built once per run and set of header
-    values by :meth:`streamfilter.integrate.layout.DetectorLayout.polar_grid`).
-
-    The pixel centre ``(fs + 0.5, ss + 0.5)`` (panel-relative) sits at lab
-    ``corner + fs_vec * fs + ss_vec * ss`` (pixels), z = ``(clen + coffset) / pitch`` plus
-    the panel's z components; ``detector_shift_x/y`` moves every corner.  ``planes``
-    (:func:`panel_planes` of the same detector shift) saves recomputing what does not
-    depend on the camera length.
-    """
-    if planes is None:
-        planes = panel_planes(detector, header_values)
+def camera_z(
+    detector: Any, header_values: dict[str, float] | None, planes: list
+) -> tuple[dict[str, Any], float]:
+    """The z of every panel's pixel centres (px: a float for a panel perpendicular to the
+    beam, else an (h, w) array) and the median camera length L (px) of the panels."""
     z = {}
     for p, pl in zip(detector.panels, planes, strict=True):
         clen = float(detector.clen_m(header_values, panel=p))
         z0 = (clen + pl.coffset) / pl.pitch
         z[p.name] = z0 if pl.dz is None else z0 + pl.dz[0] + pl.dz[1]
-    length = float(np.median([np.mean(v) for v in z.values()]))
+    return z, float(np.median([np.mean(v) for v in z.values()]))
+
+
+def polar_grid(
+    detector: Any, header_values: dict[str, float] | None = None, planes: list | None = None
+) -> PolarGrid:
+    """Scattering angle and azimuth of every pixel centre (built once per run and set of
+    header values by :meth:`streamfilter.integrate.layout.DetectorLayout.polar_grid`).
+
+    The pixel centre ``(fs + 0.5, ss + 0.5)`` (panel-relative) sits at lab
+    ``corner + fs_vec * fs + ss_vec * ss`` (pixels), z = ``(clen + coffset) / pitch`` plus
+    the panel's z components; ``detector_shift_x/y`` moves every corner.  On a panel
+    perpendicular to the beam ``rho = hypot(x, y) * (L / z)``: on a flat detector (every
+    panel at L) that is ``hypot(x, y)`` whatever the camera length, so the grid, and what
+    is derived from it, stays the same from event to event.  ``planes``
+    (:func:`panel_planes` of the same detector shift) saves recomputing what does not
+    depend on the camera length.
+    """
+    if planes is None:
+        planes = panel_planes(detector, header_values)
+    z, length = camera_z(detector, header_values, planes)
     names = [p.name for p in detector.panels]
     return PolarGrid(
-        rho={k: length * pl.hypot / z[k] for k, pl in zip(names, planes, strict=True)},
+        rho={k: pl.hypot * (length / z[k]) if pl.dz is None else length * pl.hypot / z[k]
+             for k, pl in zip(names, planes, strict=True)},  # fmt: skip
         phi={k: pl.phi for k, pl in zip(names, planes, strict=True)},
     )
 
