@@ -225,13 +225,19 @@ class RadialBackground:
         finite = np.isfinite(rho)
         phi = np.where(finite, phi, 0.0)
         hx = _harmonics(phi.ravel(), (p - 1) // 2).reshape(rho.shape + (p,))
-        return self._evaluate(panel, rho, phi, hx)
+        return self._evaluate(float(self.gain[panel]), float(self.excess[panel]), rho, phi, hx)
 
     def _evaluate(
-        self, panel: str, rho: np.ndarray, phi: np.ndarray, hx: np.ndarray
+        self,
+        g: float | np.ndarray,
+        excess: float | np.ndarray,
+        rho: np.ndarray,
+        phi: np.ndarray,
+        hx: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`evaluate` with the harmonics ``hx`` (``rho.shape + (p,)``) of ``phi`` given
-        (their values do not matter where ``rho`` is NaN)."""
+        """:meth:`evaluate` with the panel's gain ``g`` and excess scatter (floats, or arrays
+        that broadcast against ``rho``) and the harmonics ``hx`` (``rho.shape + (p,)``) of
+        ``phi`` given (their values do not matter where ``rho`` is NaN)."""
         n_ring = self.coef.shape[0]
         n_az = self.q_cell.shape[1]
         finite = np.isfinite(rho)
@@ -243,8 +249,7 @@ class RadialBackground:
         c0 = self.coef[i0]
         model = np.einsum("...j,...j->...", c0 + frac[..., None] * (self.coef[i1] - c0), hx)
         model[~finite | ~(self.fitted[i0] | self.fitted[i1])] = np.nan
-        g = float(self.gain[panel])
-        pixel_var = float(self.excess[panel]) * g * np.maximum(model, g)
+        pixel_var = excess * g * np.maximum(model, g)
         model += self.clip_shift * np.sqrt(pixel_var)
         ring = np.clip(np.floor(rho).astype(np.int64), 0, n_ring - 1)
         sector = np.floor((np.where(finite, phi, 0.0) + math.pi) / (2 * math.pi) * n_az)
@@ -256,13 +261,30 @@ class RadialBackground:
         self, panel: str, centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
     ) -> BackgroundWindows:
         """The model of ``panel`` cut into ``(N, 2W+1, 2W+1)`` boxes (NaN off the panel)."""
+        rho, phi = self.grid_windows(panel, centre_fs, centre_ss, half_width)
+        return self.boxes(rho, phi, [panel], [len(rho)])
+
+    def grid_windows(
+        self, panel: str, centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``rho`` (NaN off the panel) and ``phi`` of the ``(N, 2W+1, 2W+1)`` box pixels."""
         rho_map = self.grid.rho[panel]
         idx, on = _window_index(rho_map.shape, centre_fs, centre_ss, half_width)
-        rho = _take_window(rho_map, idx, on, np.nan)
-        phi = _take_window(self.grid.phi[panel], idx, on, 0.0)
+        return _take_window(rho_map, idx, on, np.nan), _take_window(
+            self.grid.phi[panel], idx, on, 0.0
+        )
+
+    def boxes(
+        self, rho: np.ndarray, phi: np.ndarray, panels: list[str], counts: list[int]
+    ) -> BackgroundWindows:
+        """The model in ``(N, B, B)`` boxes of several panels at once: ``rho`` (NaN off the
+        panel) and ``phi`` of the box pixels, the first ``counts[0]`` boxes on ``panels[0]``,
+        the next ``counts[1]`` on ``panels[1]``, and so on."""
         p = self.coef.shape[1]
         hx = _harmonics(phi.ravel(), (p - 1) // 2).reshape(phi.shape + (p,))
-        return BackgroundWindows(*self._evaluate(panel, rho, phi, hx))
+        g = np.repeat([float(self.gain[k]) for k in panels], counts)[:, None, None]
+        excess = np.repeat([float(self.excess[k]) for k in panels], counts)[:, None, None]
+        return BackgroundWindows(*self._evaluate(g, excess, rho, phi, hx))
 
     def image(self, panel: str) -> np.ndarray:
         """The model over the whole panel (ADU, (h, w)), e.g. for plots."""
