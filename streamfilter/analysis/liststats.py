@@ -173,6 +173,15 @@ def _limits(refl: ReflectionList, cell: Cell, opts: StatsOptions) -> tuple[float
     return lo, hi
 
 
+def as_read_by_crystfel(refl: ReflectionList) -> ReflectionList:
+    """``refl`` with I and sigma rounded to 32-bit floats, as CrystFEL's list reader holds
+    them (so CC and Rsplit equal compare_hkl's to the last printed digit)."""
+    out = refl.take(np.arange(len(refl)))
+    out.I = refl.I.astype(np.float32).astype(np.float64)
+    out.sigma = refl.sigma.astype(np.float32).astype(np.float64)
+    return out
+
+
 def _select(refl: ReflectionList, cell: Cell, opts: StatsOptions) -> tuple[ReflectionList, dict]:
     """check_hkl's fom_select_reflections: finite I and sigma, inside the fixed limits."""
     finite = np.isfinite(refl.I) & np.isfinite(refl.sigma)
@@ -205,6 +214,9 @@ def list_stats(path: str, opts: StatsOptions | None = None) -> dict:
     opts = opts or StatsOptions()
     is_list = is_mtz_file(path) or is_hkl_file(path)
     src = _read_list(path, opts) if is_list else _read_stream(path, opts)
+    src.merged = as_read_by_crystfel(src.merged)
+    if src.halves is not None:
+        src.halves = (as_read_by_crystfel(src.halves[0]), as_read_by_crystfel(src.halves[1]))
     data, rejected = _select(src.merged, src.cell, opts)
     if len(data) == 0:
         raise StreamfilterError("no reflections inside the resolution limits", path=path)

@@ -20,12 +20,14 @@ asymmetric unit.  MTZ stores every value as a 32-bit float.
 Space group
 -----------
 An MTZ needs a space group, a merged list only has a point group.  The default is the
-primitive space group without screw axes or glides whose rotations are
+space group without screw axes or glides, with the cell's lattice centring (primitive when
+no such group has it, and for CrystFEL's ``R``: rhombohedral axes), whose rotations are
 
 * for a Laue group (Friedel mates merged): the Laue group's proper rotations, i.e. the
   Sohncke group of that Laue class (``4/mmm`` -> ``P 4 2 2``, ``mmm`` -> ``P 2 2 2``, ``-1``
   -> ``P 1``, ``2/m`` -> ``P 1 1 2`` (CrystFEL's unique axis c), ``2/m_uab`` -> ``P 1 2 1``,
-  ``-3m1_H`` -> ``P 3 2 1``, ``-3_R`` -> ``R 3:R``), since merged intensities of a chiral
+  ``-3m1_H`` -> ``P 3 2 1``, ``-3_R`` -> ``R 3:R``; ``2/m_uab`` with a C-centred cell ->
+  ``C 1 2 1``), since merged intensities of a chiral
   crystal are the mean of I(+) and I(-);
 * otherwise the point group's own operations (``422`` -> ``P 4 2 2``, ``mm2`` -> ``P m m 2``).
 
@@ -98,13 +100,27 @@ def _laue_ops(ops: np.ndarray) -> np.ndarray:
     return flat.reshape(-1, 3, 3)
 
 
-def default_space_group(pg: PointGroup) -> gemmi.SpaceGroup:
-    """The space group :func:`write_mtz` labels a list merged in ``pg`` with (module docs)."""
+# lattice-centring translations (units of 1/24), CrystFEL's letters ('H': R-centred, hexagonal
+# axes; 'R': rhombohedral axes, primitive)
+_CENTRING_VECTORS = {
+    "A": [[0, 12, 12]], "B": [[12, 0, 12]], "C": [[12, 12, 0]], "I": [[12, 12, 12]],
+    "F": [[0, 12, 12], [12, 0, 12], [12, 12, 0]], "H": [[16, 8, 8], [8, 16, 16]],
+}  # fmt: skip
+
+
+def default_space_group(pg: PointGroup, centering: str = "P") -> gemmi.SpaceGroup:
+    """The space group :func:`write_mtz` labels a list merged in ``pg`` with (module docs),
+    with the cell's lattice centring when a space group of these rotations has it."""
     ops = pg.ops
     if pg.is_centrosymmetric:
         ops = ops[np.linalg.det(ops.astype(np.float64)) > 0]
     group = gemmi.GroupOps([_op_from_reciprocal(m) for m in ops])
-    sg = gemmi.find_spacegroup_by_ops(group)
+    sg = None
+    if centering in _CENTRING_VECTORS:
+        group.cen_ops = [[0, 0, 0], *_CENTRING_VECTORS[centering]]
+        sg = gemmi.find_spacegroup_by_ops(group)
+        group.cen_ops = [[0, 0, 0]]
+    sg = sg or gemmi.find_spacegroup_by_ops(group)
     if sg is None:  # pragma: no cover - every CrystFEL point group has one (tested)
         raise StreamfilterError(f"no space group found for point group {pg.symbol}")
     return sg
@@ -116,7 +132,9 @@ def _op_from_reciprocal(m: np.ndarray) -> gemmi.Op:
     return op
 
 
-def space_group_for(pg: PointGroup, name: str | None = None) -> gemmi.SpaceGroup:
+def space_group_for(
+    pg: PointGroup, name: str | None = None, centering: str = "P"
+) -> gemmi.SpaceGroup:
     """``name`` (checked against ``pg``'s Laue class) or :func:`default_space_group`.
 
     Raises
@@ -125,7 +143,7 @@ def space_group_for(pg: PointGroup, name: str | None = None) -> gemmi.SpaceGroup
         Unknown space-group name, or one of another Laue class than ``pg``.
     """
     if name is None:
-        return default_space_group(pg)
+        return default_space_group(pg, centering)
     try:
         sg = gemmi.SpaceGroup(name)
     except (ValueError, RuntimeError):
@@ -266,7 +284,7 @@ def make_mtz(
     title, history : str, list of str
         MTZ title and history lines (the audit trail).
     """
-    sg = space_group_for(pg, space_group)
+    sg = space_group_for(pg, space_group, cell.centering)
     rows = _build_rows(refl, sg, not pg.is_centrosymmetric, halves)
     mtz = gemmi.Mtz(with_base=True)
     mtz.spacegroup = sg
@@ -425,12 +443,13 @@ def read_mtz(path: str | os.PathLike, column: str | None = None) -> ReflectionLi
 
 
 def mtz_cell(path: str | os.PathLike) -> Cell:
-    """The unit cell of an MTZ (the first dataset with one), centring from its space group."""
+    """The unit cell of an MTZ, the lattice centring from its space group (CrystFEL's
+    letters: an R-centred group in hexagonal axes is ``H``)."""
     name = os.fspath(path)
     mtz = _open_mtz(name)
     c = mtz.get_cell()
-    return Cell(c.a, c.b, c.c, c.alpha, c.beta, c.gamma,
-                mtz.spacegroup.centring_type() if mtz.spacegroup else "P",
+    letter = mtz.spacegroup.centring_type() if mtz.spacegroup else "P"
+    return Cell(c.a, c.b, c.c, c.alpha, c.beta, c.gamma, "H" if letter == "R" else letter,
                 f"cell of {name}")  # fmt: skip
 
 

@@ -20,8 +20,8 @@ def add_mtz_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME",
         help="for -o X.mtz: space group written in the MTZ (e.g. 'P 43 21 2'), of the Laue "
-        "class of -y; default: the primitive Sohncke group of a Laue group's rotations "
-        "(4/mmm -> P 4 2 2), else of the point group itself (mm2 -> P m m 2)",
+        "class of -y; default: no screw axes or glides, the cell's centring, the rotations of "
+        "a Laue group (4/mmm -> P 4 2 2), else the point group's own (mm2 -> P m m 2)",
     )
 
 
