@@ -468,10 +468,8 @@ def is_reflection_list(path: str) -> bool:
 
 def read_reflections(path: str | os.PathLike, column: str | None = None) -> ReflectionList:
     """A merged list from an MTZ (:func:`read_mtz`, ``column`` as there) or a CrystFEL
-    ``.hkl`` (:func:`~streamfilter.analysis.hkl.read_hkl`; ``column`` must be None)."""
+    ``.hkl`` (:func:`~streamfilter.analysis.hkl.read_hkl`; ``column`` does not apply)."""
     name = os.fspath(path)
     if is_mtz_file(name):
         return read_mtz(name, column)
-    if column is not None:
-        raise StreamfilterError(f"--column {column} applies to MTZ files only", path=name)
     return read_hkl(name)
