@@ -122,6 +122,9 @@ def test_space_group_option_must_have_the_laue_class(tmp_path):
     with pytest.raises(StreamfilterError, match="Laue class"):
         write_mtz(tmp_path / "b.mtz", full, cell, point_group("2/m_uab"), space_group="P 1 1 2")
     assert not (tmp_path / "b.mtz").exists()
+    with pytest.raises(StreamfilterError, match="no merged reflections"):
+        write_mtz(tmp_path / "c.mtz", full.take(np.zeros(len(full), bool)), cell,
+                  point_group("2/m_uab"))  # fmt: skip
 
 
 def test_merge_cli_writes_the_mtz_of_its_hkl(tmp_path, capsys):

@@ -158,6 +158,8 @@ def test_stats_refuses_what_check_hkl_refuses(tmp_path, capsys):
     # the list does not have 2/m symmetry in the default setting (unique axis c)
     assert main(["stats", hkl, "-p", str(DATA / "mono.cell"), "-y", "2/m"]) == 2
     assert "symmetry 2/m" in capsys.readouterr().err
+    assert main(["stats", str(tmp_path / "missing.mtz")]) == 2
+    assert "missing.mtz: no such file" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not (CRYSTFEL_BIN / "check_hkl").exists(), reason="CrystFEL 0.12 binaries "

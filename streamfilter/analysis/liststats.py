@@ -212,6 +212,8 @@ def list_stats(path: str, opts: StatsOptions | None = None) -> dict:
         symmetry, no reflection inside the limits.
     """
     opts = opts or StatsOptions()
+    if path != "-" and not os.path.exists(path):
+        raise StreamfilterError("no such file", path=path)
     is_list = is_mtz_file(path) or is_hkl_file(path)
     src = _read_list(path, opts) if is_list else _read_stream(path, opts)
     src.merged = as_read_by_crystfel(src.merged)

@@ -284,6 +284,8 @@ def make_mtz(
     title, history : str, list of str
         MTZ title and history lines (the audit trail).
     """
+    if len(refl) == 0:
+        raise StreamfilterError("no merged reflections: an MTZ needs at least one")
     sg = space_group_for(pg, space_group, cell.centering)
     rows = _build_rows(refl, sg, not pg.is_centrosymmetric, halves)
     mtz = gemmi.Mtz(with_base=True)
