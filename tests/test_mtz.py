@@ -149,7 +149,11 @@ def test_merge_cli_writes_the_mtz_of_its_hkl(tmp_path, capsys):
 
 
 def test_reciprocalspaceship_reads_our_mtz(tmp_path):
-    rs = pytest.importorskip("reciprocalspaceship")
+    rs = pytest.importorskip(
+        "reciprocalspaceship",
+        reason="reciprocalspaceship not installed (optional: pip install reciprocalspaceship "
+        "to check that it reads streamfilter's MTZ files)",
+    )
     (full, h1, h2), cell = _mono()
     path = tmp_path / "mono.mtz"
     write_mtz(path, full, cell, point_group("2/m_uab"), halves=(h1, h2))
