@@ -15,7 +15,9 @@ standard error), ``NMEAS`` (I, the number of observations merged).  When it does
 ``I(+) SIGI(+) NMEAS(+) I(-) SIGI(-) NMEAS(-)`` (types K, M, I).  Two half-sets (``merge
 --halves``) add ``I_HALF1 SIGI_HALF1 NMEAS_HALF1`` and the same for ``HALF2`` (missing where a
 half lacks the reflection).  Indices are moved to the space group's standard (CCP4)
-asymmetric unit.  MTZ stores every value as a 32-bit float.
+asymmetric unit.  MTZ stores every value as a 32-bit float.  One dataset (project
+``streamfilter``, crystal ``crystal``, dataset ``merged``); its wavelength is 0 (not
+recorded) unless given; the history holds the merge's audit lines.
 
 Space group
 -----------
