@@ -7,6 +7,7 @@ import os
 import sys
 
 from ._common import add_progress_argument
+from ._mtz import add_mtz_arguments, check_mtz_options, is_mtz_output, write_merged_mtz
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--output",
         required=True,
         metavar="OUT.hkl",
-        help="output reflection list ('-' = stdout)",
+        help="output reflection list ('-' = stdout); a name ending in .mtz writes an MTZ",
     )
     p.add_argument(
         "--min-measurements",
@@ -63,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also write OUT.hkl1 and OUT.hkl2, two random half-sets of crystals",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    add_mtz_arguments(p)
     add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
@@ -98,18 +100,27 @@ def run(args: argparse.Namespace) -> int:
         if s != "-"
     ):
         raise StreamfilterError(f"{args.output}: output would overwrite an input stream")
+    check_mtz_options(args)
+    cells: list | None = None
+    if is_mtz_output(args.output):
+        from ..crystal import CellCollector
+
+        cells = CellCollector()
     merger = Merger(
         pg, min_snr=args.min_snr, push_res=args.push_res, halves=args.halves, seed=args.seed
     )
     headers: list = []
     for path in args.streams:
-        merger.add_stream(path, quiet=quiet, header_out=headers)
+        merger.add_stream(path, quiet=quiet, header_out=headers, crystals_out=cells)
     command = _command_line(args)
     notes = audit_notes(command, headers)
     merged = merger.result(args.min_measurements)
-    write_hkl(args.output, merged, notes=notes)
-    outputs = [args.output]
-    if args.halves:
+    if cells is not None:
+        outputs = [write_merged_mtz(args, merger, merged, notes, headers, cells)]
+    else:
+        write_hkl(args.output, merged, notes=notes)
+        outputs = [args.output]
+    if args.halves and cells is None:
         for i, half in enumerate(merger.half_results(args.min_measurements), start=1):
             write_hkl(f"{args.output}{i}", half, notes=notes)
             outputs.append(f"{args.output}{i}")
