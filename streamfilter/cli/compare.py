@@ -8,6 +8,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``streamfilter compare`` (call with the object from ``add_subparsers()``)."""
+    from ..analysis.pairing import PAIR_BY_HELP
     from ..analysis.report import JSON_KEYS
 
     p = sub.add_parser(
@@ -75,6 +76,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="merged reflections need N observations (default 2, as process_hkl)",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    p.add_argument("--pair-by", default="file", metavar="HOW", help=PAIR_BY_HELP)
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR|OLD=NEW",
+        help="where the frames are, as for reintegrate: image file names are resolved "
+        "through these (after each stream's own directory) to pair the same file named "
+        "differently (repeatable)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -84,18 +95,27 @@ def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter compare``; returns the exit status."""
     from ..analysis.compare import CompareOptions, compare_streams
     from ..analysis.hkl import is_hkl_file, read_hkl
+    from ..analysis.pairing import parse_pair_by
     from ..analysis.report import format_report, write_json
 
     if args.plots:  # before the comparison, which can take minutes
         from ..analysis.plots import require_matplotlib
 
         require_matplotlib("--plots")
+    pairing = parse_pair_by(args.pair_by, tuple(args.data_root))
     symmetry = args.symmetry
     if symmetry is None:
-        symmetry = "-1"
-        if is_hkl_file(args.a):
-            symmetry = read_hkl(args.a).symmetry or "-1"
+        symmetry = read_hkl(args.a).symmetry if is_hkl_file(args.a) else None
+        if symmetry is None:
+            symmetry = "-1"
+            print(
+                "streamfilter compare: warning: no point group given (-y): merging in -1, "
+                "so symmetry-equivalent reflections are not merged and completeness, "
+                "multiplicity and CC1/2 are those of P1; give -y POINTGROUP (e.g. -y 4/mmm)",
+                file=sys.stderr,
+            )
     opts = CompareOptions(
+        pairing=pairing,
         symmetry=symmetry,
         nshells=args.shells,
         reference=args.reference,
