@@ -447,3 +447,51 @@ def test_half_set_files_give_compare_hkl_cc_half_and_rsplit(ref_small, name, cc_
     assert f"lyso_dev_{name}.hkl1" in rep["a"]["half_sets"]
     assert sum(s["n_half_pairs"] for s in rep["a"]["shells"]) == ov["n_half_pairs"]
     assert "cc_half" not in rep["b"]["overall"]  # truth.hkl has no half-sets
+
+
+def _texts(fig) -> str:
+    out = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        out += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        out += [t.get_text() for t in ax.texts]
+    return "\n".join(out)
+
+
+def test_figures_name_inputs_draw_density_and_count_negatives(ref_small):
+    """What the reader of each figure needs: the file names of A and B, density instead of
+    a cloud of dots, the per-shell median, d in Angstrom, and the pairs a log axis cannot
+    show counted; intensities of reflection lists are not called ADU."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.collections import PolyCollection
+
+    from streamfilter.analysis.plots import compare_figures
+
+    opts = CompareOptions(symmetry="4/mmm", highres=2.0)
+    res = compare_streams(str(ref_small / "lyso_dev_r345.stream"),
+                          str(ref_small / "lyso_dev_r234.stream"), opts)  # fmt: skip
+    figs = compare_figures(res)
+    for fig in figs.values():
+        assert "A = lyso_dev_r345.stream" in _texts(fig)
+        assert "B = lyso_dev_r234.stream" in _texts(fig)
+    p = res.pairs
+    positive = (p.I_a > 0) & (p.I_b > 0)
+    scatter = figs["intensity_scatter.png"]
+    hexes = [c for c in scatter.axes[0].collections if isinstance(c, PolyCollection)]
+    assert len(hexes) == 1 and hexes[0].get_array().sum() == positive.sum() == 9055
+    text = _texts(scatter)
+    assert "I(A) / ADU" in text and f"{(~positive).sum()} with I <= 0" in text
+    ratio = figs["ratio_vs_resolution.png"]
+    ax = ratio.axes[0]
+    assert ax.get_xlabel().startswith("d / Å") and "2.5" in [t.get_text()
+                                                              for t in ax.get_xticklabels()]
+    median_line = [ln for ln in ax.lines if ln.get_label() == "median per shell"][0]
+    j = res.obs_shells.assign(p.one_over_d[positive])
+    r = p.I_b[positive] / p.I_a[positive]
+    expected = [np.median(r[j == s]) for s in range(res.obs_shells.n)]
+    assert np.allclose(median_line.get_ydata(), expected)
+    lists = compare_streams(str(ref_small / "lyso_dev_r345_partialator.hkl"),
+                            str(ref_small / "truth.hkl"),
+                            CompareOptions(cell=str(ref_small / "lysozyme.cell")))  # fmt: skip
+    text = _texts(compare_figures(lists)["intensity_scatter.png"])
+    assert "I(A) (scaled)" in text and "ADU" not in text
+    assert "lyso_dev_r345_partialator.hkl" in text
