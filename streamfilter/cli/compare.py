@@ -32,13 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="POINTGROUP",
         help="merging point group (CrystFEL symbol; default -1, or the lists' own)",
     )
-    p.add_argument(
-        "--shells",
-        type=int,
-        default=10,
-        metavar="N",
-        help="number of resolution shells (default 10)",
-    )
+    p.add_argument("--shells", type=int, default=10, metavar="N",
+                   help="number of resolution shells (default 10)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="FILE", help="write all numbers as JSON")
     p.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR")
     p.add_argument(
