@@ -346,65 +346,140 @@ def write_compare_plots(result, outdir: str | os.PathLike) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 
 
-def _inspect_figure():
-    return _figure("--png", (6.4, 5.6))
+def _ring_legend(ax, radii, extra: list | None = None, fig=None, annulus: bool = True) -> None:
+    """Legend below the box (below the figure with ``fig``): the circles, the hatched and
+    crossed pixels, the prediction."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    r1, r2, r3 = radii
+    handles = [
+        Line2D([], [], color="red", ls="-", lw=1.5, label=f"peak disc r1 = {r1:g} px (solid)"),
+        Line2D([], [], color="white", ls="--", lw=1.5,
+               label=f"background annulus r2-r3 = {r2:g}-{r3:g} px (dashed)" if annulus
+               else f"r2, r3 = {r2:g}, {r3:g} px (dashed; the background is the frame model)"),
+        Patch(facecolor="none", edgecolor="orange", hatch="///",
+              label="another reflection's peak disc (excluded)"),
+        Line2D([], [], color="red", marker="x", ls="none", ms=7, label="bad pixel (masked)"),
+        Line2D([], [], color="red", marker="+", ls="none", ms=10, mew=2,
+               label="predicted position"),
+        *(extra or []),
+    ]  # fmt: skip
+    style = {"fontsize": 7, "facecolor": "0.55", "framealpha": 1.0}
+    if fig is not None:
+        leg = fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.17),
+                         ncol=3, **style)  # fmt: skip
+    else:
+        leg = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                        ncol=2, **style)  # fmt: skip
+    for text in leg.get_texts():
+        text.set_color("white")
 
 
-def plot_inspect(result, path: str | os.PathLike) -> None:
-    """Draw the box (data-array coordinates) with the three rings and the pixel classes.
-
-    The rings are circles of radius r1, r2, r3 around the central pixel's centre (the ring
-    classes use integer distances from it); masked pixels are crossed, neighbours' disc
-    pixels hatched, the predicted position is a ``+``.
-    """
+def _box_overlays(ax, r, x0: int, y0: int, neighbour, bad) -> None:
+    """Circles r1 (solid), r2 and r3 (dashed) around the central pixel's centre, hatched
+    neighbours' disc pixels, crossed bad pixels and the predicted position."""
     from matplotlib.patches import Circle, Rectangle
 
+    cx, cy = r.centre_fs + 0.5, r.centre_ss + 0.5
+    for radius, style, colour in zip(r.radii, ("-", "--", "--"), ("red", "white", "white"),
+                                     strict=True):  # fmt: skip
+        ax.add_patch(Circle((cx, cy), radius, fill=False, color=colour, ls=style, lw=1.3))
+    for q, p in zip(*np.nonzero(neighbour), strict=True):
+        ax.add_patch(Rectangle((x0 + p, y0 + q), 1, 1, fill=False, hatch="///",
+                               edgecolor="orange", lw=0))  # fmt: skip
+    qq, pp = np.nonzero(bad)
+    ax.plot(x0 + pp + 0.5, y0 + qq + 0.5, "rx", ms=8, ls="none")
+    ax.plot([r.fs], [r.ss], "r+", ms=12, mew=2)
+    ax.set_xlabel("fs (data array, px)")
+    ax.set_ylabel("ss (data array, px)")
+
+
+def plot_inspect(result, path: str | os.PathLike) -> Any:
+    """Draw the box (data-array coordinates) with the three rings and the pixel classes.
+
+    The rings are circles of radius r1 (solid), r2 and r3 (dashed) around the central
+    pixel's centre (the ring classes use integer distances from it); masked pixels are
+    crossed, neighbours' disc pixels hatched, the predicted position is a ``+``; a legend
+    below the box says so; the title names the stream and the frame.  Returns the Figure.
+    """
     from streamfilter.analysis.inspect import PixelClass
 
-    fig = _inspect_figure()
+    fig = _figure("--png", (6.4, 7.0))
     ax = fig.add_subplot(1, 1, 1)
     r = result
     w = r.half_width
     x0, y0 = r.centre_fs - w, r.centre_ss - w
     n = 2 * w + 1
     shown = np.where(r.classes == PixelClass.OFF_PANEL, np.nan, r.values)
-    im = ax.imshow(
-        shown,
-        cmap="viridis",
-        origin="upper",
-        interpolation="nearest",
-        extent=(x0, x0 + n, y0 + n, y0),
-    )
-    fig.colorbar(im, ax=ax, label="ADU")
-    cx, cy = r.centre_fs + 0.5, r.centre_ss + 0.5
-    for radius, style in zip(r.radii, ("-", "--", "--"), strict=True):
-        ax.add_patch(Circle((cx, cy), radius, fill=False, color="white", ls=style, lw=1.2))
-    for q in range(n):
-        for p in range(n):
-            c = PixelClass(int(r.classes[q, p]))
-            if c == PixelClass.MASKED:
-                ax.plot([x0 + p + 0.5], [y0 + q + 0.5], "rx", ms=8)
-            elif c == PixelClass.NEIGHBOUR:
-                ax.add_patch(
-                    Rectangle(
-                        (x0 + p, y0 + q), 1, 1, fill=False, hatch="///", edgecolor="orange", lw=0
-                    )
-                )
-    ax.plot([r.fs], [r.ss], "r+", ms=12, mew=2)
-    ax.set_xlabel("fs (data array, px)")
-    ax.set_ylabel("ss (data array, px)")
+    im = ax.imshow(shown, cmap="viridis", origin="upper", interpolation="nearest",
+                   extent=(x0, x0 + n, y0 + n, y0))  # fmt: skip
+    fig.colorbar(im, ax=ax, label="pixel value / ADU")
+    _box_overlays(ax, r, x0, y0, r.classes == PixelClass.NEIGHBOUR,
+                  r.classes == PixelClass.MASKED)  # fmt: skip
+    _ring_legend(ax, r.radii)
     ax.set_title(
-        f"chunk {r.chunk} crystal {r.crystal}: {r.h} {r.k} {r.l} on {r.panel}\n"
-        f"I = {r.I:.1f}, sigma = {r.sigma:.1f} ADU ({r.status.name})",
-        fontsize=10,
+        f"{_name(r.stream)}, chunk {r.chunk} ({_name(r.filename)} {r.event}), crystal "
+        f"{r.crystal}\n{r.h} {r.k} {r.l} on {r.panel}, --method crystfel: "
+        f"I = {r.I:.1f}, σ(I) = {r.sigma:.1f} ADU ({r.status.name})",
+        fontsize=9,
     )
+    fig.tight_layout()
     fig.savefig(str(path))
+    return fig
+
+
+def plot_inspect_method(result, path: str | os.PathLike) -> Any:
+    """Draw ``inspect --method robust|profile``: the pixels with the disc the method sums,
+    the background model under them, and (profile) the fitted model, background + I x
+    profile, each with the same colour scale (ADU).  Returns the Figure."""
+    from matplotlib.lines import Line2D
+
+    r = result
+    w = r.half_width
+    x0, y0 = r.centre_fs - w, r.centre_ss - w
+    n = 2 * w + 1
+    extent = (x0, x0 + n, y0 + n, y0)
+    panels = [("pixels", np.where(r.bad, np.nan, r.values)),
+              ("background model", r.background)]  # fmt: skip
+    if r.profile is not None:
+        fitted = r.background + (r.fit_I * r.profile if np.isfinite(r.fit_I) else 0.0)
+        panels.append(("model: background + I_fit × profile",
+                       np.where(r.disc, fitted, r.background)))  # fmt: skip
+    fig = _figure("--png", (4.0 * len(panels) + 1.0, 5.6))
+    finite = np.concatenate([v[np.isfinite(v)] for _, v in panels])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
+    im = None
+    for ax, (title, img) in zip(axes, panels, strict=True):
+        im = ax.imshow(img, cmap="viridis", origin="upper", interpolation="nearest",
+                       extent=extent, vmin=vmin, vmax=vmax)  # fmt: skip
+        _box_overlays(ax, r, x0, y0, r.neighbour, r.bad)
+        qq, pp = np.nonzero(r.disc)
+        ax.plot(x0 + pp + 0.5, y0 + qq + 0.5, "o", ms=2.5, color="white", ls="none")
+        ax.set_title(title, fontsize=9)
+        if ax is not axes[0]:
+            ax.set_ylabel("")
+    fig.colorbar(im, ax=axes, label="ADU per pixel", shrink=0.8)
+    disc = Line2D([], [], color="white", marker="o", ls="none", ms=4,
+                  label="pixel summed" + (" and fitted" if r.profile is not None else ""))
+    _ring_legend(axes[0], r.radii, [disc], fig=fig, annulus=False)
+    fit = (f", profile fit {r.fit_I:.1f}" if r.profile is not None else "")
+    fig.suptitle(
+        f"{_name(r.stream)}, chunk {r.chunk} ({_name(r.filename)} {r.event}), crystal "
+        f"{r.crystal}: {r.h} {r.k} {r.l} on {r.panel}, --method {r.method}\n"
+        f"sum {r.sum_I:.1f}{fit}; written I = {r.I:.1f}, σ(I) = {r.sigma:.1f} ADU "
+        f"({r.estimator or '-'}, {r.status.name})",
+        fontsize=9,
+    )
+    fig.savefig(str(path), bbox_inches="tight")
+    return fig
 
 
 def plot_maxima(m, path: str | os.PathLike) -> None:
     """Draw the frame's panels (data-array coordinates) with the maxima circled in red and
     the predicted positions as small white dots."""
-    fig = _inspect_figure()
+    fig = _figure("--png", (6.4, 5.6))
     ax = fig.add_subplot(1, 1, 1)
     values = [img[np.isfinite(img)] for img, _ in m.images.values()]
     pooled = np.concatenate(values) if values else np.zeros(1)
@@ -428,7 +503,8 @@ def plot_maxima(m, path: str | os.PathLike) -> None:
     ax.set_xlabel("fs (data array, px)")
     ax.set_ylabel("ss (data array, px)")
     ax.set_title(
-        f"chunk {m.chunk}: {len(m)} maxima above {m.threshold:g} ADU (red), predictions (blue)",
+        f"{_name(m.stream)}, chunk {m.chunk}: {len(m)} maxima above "
+        f"{m.threshold:g} ADU (red circles), predictions (blue dots)",
         fontsize=9,
     )
     fig.savefig(str(path))
