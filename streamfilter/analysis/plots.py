@@ -504,7 +504,7 @@ def plot_maxima(m, path: str | os.PathLike) -> None:
     ax.set_ylabel("ss (data array, px)")
     ax.set_title(
         f"{_name(m.stream)}, chunk {m.chunk}: {len(m)} maxima above "
-        f"{m.threshold:g} ADU (red circles), predictions (blue dots)",
+        f"{m.threshold:g} ADU\n(red circles), predictions (blue dots)",
         fontsize=9,
     )
     fig.savefig(str(path))
