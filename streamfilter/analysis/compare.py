@@ -2,8 +2,9 @@
 
 ``streamfilter compare A B`` answers "what changed between these two integrations?".
 
-Observation level (when A and B share frames, i.e. chunks with the same ``Image filename``
-and ``Event``):
+Observation level (when chunks of A and B are paired: by default the same image file,
+resolved as ``reintegrate`` finds it, and the same ``Event``; or by serial number, event
+offset or a map file, see :mod:`~streamfilter.analysis.pairing`):
 
 * crystals of a frame are matched by orientation.  Two indexing runs often pick different
   but equivalent settings of the same lattice (axes swapped or inverted), so for each pair of
@@ -36,10 +37,13 @@ only lattice-centring absences (screw-axis absences count as possible).
 Both streams' observations are held in memory (about 60 bytes per reflection row) to match
 frames that appear in any order; merging itself needs memory only per unique reflection.
 
-Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU.
+Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU (those of
+reflection lists in whatever scale the lists have, e.g. partialator's).
 
 Two CrystFEL reflection lists may be given instead of two streams: then only the merged-level
-tables are computed (the lists' own ``Symmetry:`` is used when ``-y`` is not given).
+tables are computed (the lists' own ``Symmetry:`` is used when ``-y`` is not given); the
+half-set lists ``X.hkl1``/``X.hkl2`` beside ``X.hkl`` give CC1/2 and Rsplit as compare_hkl
+computes them between the two files.  Every side also gets Rsplit of its half-sets.
 
 The keys of the JSON report (``--json``) are listed in
 :data:`streamfilter.analysis.report.JSON_KEYS`.  Modules: :mod:`~streamfilter.analysis.matching`
