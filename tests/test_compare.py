@@ -461,7 +461,7 @@ def test_figures_name_inputs_draw_density_and_count_negatives(ref_small):
     """What the reader of each figure needs: the file names of A and B, density instead of
     a cloud of dots, the per-shell median, d in Angstrom, and the pairs a log axis cannot
     show counted; intensities of reflection lists are not called ADU."""
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (the [plot] extra)")
     from matplotlib.collections import PolyCollection
 
     from streamfilter.analysis.plots import compare_figures
