@@ -366,6 +366,26 @@ def test_same_file_named_relative_and_absolute_pairs(ref_small, tmp_path, capsys
     assert obs["matched"] == 11102 and obs["only_b"] == 160  # r234 has 160 more rows
 
 
+def test_moved_frames_pair_through_data_root(ref_small, tmp_path, capsys):
+    """Two streams, away from the frames, name them under two directories that no longer
+    exist; --data-root finds the one file both mean (as reintegrate would) and their chunks
+    pair again."""
+    moved = []
+    for name, old in (("r345", "/beamtime/raw"), ("r234", "/scratch/copy")):
+        path = tmp_path / name / f"{name}.stream"
+        path.parent.mkdir()
+        _rewrite_lines(ref_small / f"lyso_dev_{name}.stream", path,
+                       lambda s, old=old: f"Image filename: {old}/lyso_dev.h5\n"
+                       if s.startswith("Image filename:") else s)  # fmt: skip
+        moved.append(path)
+    args = [*moved, "-y", "4/mmm", "--json", tmp_path / "r.json"]
+    _compare_cli(args, capsys)
+    assert json.loads((tmp_path / "r.json").read_text())["observations"] is None
+    _compare_cli([*args, "--data-root", ref_small], capsys)
+    obs = json.loads((tmp_path / "r.json").read_text())["observations"]
+    assert obs["frames_common"] == 30 and obs["matched"] == 11102
+
+
 def test_no_warning_with_a_point_group(ref_small, capsys):
     lists = [ref_small / "lyso_dev_r345_unity.hkl", ref_small / "lyso_dev_r234_unity.hkl",
              "-p", ref_small / "lysozyme.cell"]
