@@ -86,6 +86,8 @@ class CrystalObservations:
         Intensity and sigma, ADU, as printed in the stream.
     one_over_d : numpy.ndarray of float64
         1/d of each row in nm^-1 from the reciprocal vectors (NaN without them).
+    serial : int or None
+        The chunk's ``Image serial number``.
     """
 
     frame: tuple[str, str | None]
@@ -103,6 +105,7 @@ class CrystalObservations:
     I: np.ndarray  # noqa: E741
     sigma: np.ndarray
     one_over_d: np.ndarray
+    serial: int | None = None
 
     def __len__(self) -> int:
         return int(self.h.shape[0])
@@ -183,6 +186,7 @@ def iter_crystals(
                     table.I,
                     table.sigma,
                     inv_d,
+                    chunk.serial,
                 )
         if tails_out is not None and reader.incomplete_tail is not None:
             tails_out.append(str(reader.incomplete_tail))

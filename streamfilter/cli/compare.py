@@ -8,6 +8,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``streamfilter compare`` (call with the object from ``add_subparsers()``)."""
+    from ..analysis.pairing import PAIR_BY_HELP
     from ..analysis.report import JSON_KEYS
 
     p = sub.add_parser(
@@ -31,13 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="POINTGROUP",
         help="merging point group (CrystFEL symbol; default -1, or the lists' own)",
     )
-    p.add_argument(
-        "--shells",
-        type=int,
-        default=10,
-        metavar="N",
-        help="number of resolution shells (default 10)",
-    )
+    p.add_argument("--shells", type=int, default=10, metavar="N",
+                   help="number of resolution shells (default 10)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="FILE", help="write all numbers as JSON")
     p.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR")
     p.add_argument(
@@ -79,6 +75,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="merged reflections need N observations (default 2, as process_hkl)",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    p.add_argument("--pair-by", default="file", metavar="HOW", help=PAIR_BY_HELP)
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR|OLD=NEW",
+        help="where the frames are, as for reintegrate: image file names are resolved "
+        "through these (after each stream's own directory) to pair the same file named "
+        "differently (repeatable)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -88,18 +94,29 @@ def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter compare``; returns the exit status."""
     from ..analysis.compare import CompareOptions, compare_streams
     from ..analysis.mtz import is_reflection_list, read_reflections
+    from ..analysis.pairing import parse_pair_by
     from ..analysis.report import format_report, write_json
 
     if args.plots:  # before the comparison, which can take minutes
         from ..analysis.plots import require_matplotlib
 
         require_matplotlib("--plots")
+    pairing = parse_pair_by(args.pair_by, tuple(args.data_root))
     symmetry = args.symmetry
     if symmetry is None:
-        symmetry = "-1"
+        symmetry = None
         if is_reflection_list(args.a):
-            symmetry = read_reflections(args.a, args.column).symmetry or "-1"
+            symmetry = read_reflections(args.a, args.column).symmetry
+        if symmetry is None:
+            symmetry = "-1"
+            print(
+                "streamfilter compare: warning: no point group given (-y): merging in -1, "
+                "so symmetry-equivalent reflections are not merged and completeness, "
+                "multiplicity and CC1/2 are those of P1; give -y POINTGROUP (e.g. -y 4/mmm)",
+                file=sys.stderr,
+            )
     opts = CompareOptions(
+        pairing=pairing,
         symmetry=symmetry,
         nshells=args.shells,
         reference=args.reference,
