@@ -51,9 +51,10 @@ def _rows(path: Path) -> list[str]:
 
 
 def _merge(stream: Path, out: Path, opts: list[str]) -> int:
+    """``streamfilter merge -i STREAM -o OUT OPTIONS``: process_hkl's command line."""
     stat = out.with_suffix(".stat")
     opts = [o.replace("STAT", str(stat)) for o in opts]
-    return main(["merge", str(stream), "-o", str(out), "-q", *opts])
+    return main(["merge", "-i", str(stream), "-o", str(out), "-q", *opts])
 
 
 def test_generated_stream_is_the_one_the_references_were_recorded_from(stream):
@@ -168,6 +169,11 @@ def test_polarisation_factor_physics():
 # --------------------------------------------------------------------------------------------
 
 
+def test_no_input_is_refused(tmp_path, capsys):
+    assert main(["merge", "-o", str(tmp_path / "x.hkl")]) == 2
+    assert "input stream" in capsys.readouterr().err
+
+
 def test_even_and_odd_together_are_refused(stream, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["merge", str(stream), "-o", str(tmp_path / "x.hkl"), "--even-only", "--odd-only"])
@@ -238,3 +244,21 @@ def test_dash_pre_pass_leaves_other_words_alone():
 def test_compare_with_a_point_group_beginning_with_minus(stream, capsys):
     assert main(["compare", str(stream), str(stream), "-y", "-42m", "-q"]) == 0
     assert "-42m" in capsys.readouterr().out
+
+
+def test_stop_after_counts_over_all_the_streams(stream, tmp_path):
+    """--stop-after N merges N crystals in all, however the crystals are split into streams
+    (process_hkl, stopped in its first stream, would merge the whole of the second)."""
+    text = stream.read_bytes()
+    cut = text.index(b"----- Begin chunk -----\nImage filename: merge_synth.h5\nEvent: //6")
+    head = text[: text.index(b"----- Begin chunk -----")]
+    first, second = tmp_path / "a.stream", tmp_path / "b.stream"
+    first.write_bytes(text[:cut])
+    second.write_bytes(head + text[cut:])
+    opts = MergeOptions(start_after=3, stop_after=10, polarisation=HORIZONTAL)
+    merged, merger = merge_streams([first, second], "4/mmm", options=opts)
+    assert merger.stats.n_crystals_merged == 10
+    out = tmp_path / "two.hkl"
+    assert main(["merge", str(first), str(second), "-y", "4/mmm", "--start-after=3",
+                 "--stop-after=10", "-o", str(out), "-q"]) == 0  # fmt: skip
+    assert _rows(out) == _rows(DATA / "start_stop.hkl")

@@ -60,7 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "(partialator's job)."
         ),
     )
-    p.add_argument("streams", nargs="+", metavar="STREAM", help="input stream(s), '-' = stdin")
+    p.add_argument("streams", nargs="*", metavar="STREAM", help="input stream(s), '-' = stdin")
+    p.add_argument("-i", "--input", dest="inputs", action="append", default=[],
+                   metavar="STREAM", help="an input stream, as process_hkl takes it (repeatable)")
     p.add_argument("-y", "--symmetry", default="1", metavar="POINTGROUP",
                    help="merging point group, CrystFEL symbol (4/mmm, 422, mmm, 2/m_uab, -1, "
                    "-42m ...; default 1, as process_hkl)")
@@ -176,9 +178,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter merge``; returns the exit status."""
     from ..analysis.merge import MergeOptions, audit_notes, merge_streams
     from ..analysis.symmetry import point_group
+    from ..errors import StreamfilterError
     from ..stream.writer import atomic_output
 
     quiet = bool(getattr(args, "quiet", False))
+    args.streams = [*getattr(args, "inputs", []), *args.streams]
+    if not args.streams:
+        raise StreamfilterError("give at least one input stream (STREAM or -i STREAM)")
     pg = point_group(args.symmetry)
     _check_paths(args)
     options = MergeOptions(
