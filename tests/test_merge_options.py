@@ -85,7 +85,7 @@ def test_options_change_the_merge(stream, tmp_path):
 
 
 @pytest.mark.skipif(PROCESS_HKL is None, reason="CrystFEL's process_hkl is not installed")
-@pytest.mark.parametrize("name", ["default", "y_m42m", "combined", "stat"])
+@pytest.mark.parametrize("name", ["default", "y_m42m", "combined", "stat", "min_cc"])
 def test_recorded_outputs_are_what_process_hkl_writes(stream, tmp_path, name):
     opts = [o.replace("STAT", f"{name}.stat") for o in CASES[name]]
     subprocess.run([PROCESS_HKL, "-i", str(stream), "-o", f"{name}.hkl", *opts],

@@ -345,7 +345,8 @@ class MergeStats:
         Observations dropped by ``min_snr``, by ``push_res``, by ``max_adu``, and for a
         non-finite I.
     n_rejected_scale : int
-        Crystals rejected because their scale factor against the reference was not positive.
+        Crystals rejected in a second pass: scale factor against the reference not positive,
+        or CC below ``min_cc``.
     incomplete_tails : list of str
         One warning per stream that ends inside its last chunk (left out).
     """
@@ -369,12 +370,14 @@ class Reference:
     ``keys``: sorted packed asymmetric-unit indices of every reflection the first pass saw
     (whatever its number of measurements); ``mean``: its mean intensity.  ``scale``: fit a
     scale factor per crystal (``--scale``), else only measure the CC (``--stat``).
+    ``min_cc``: leave out crystals whose CC against the reference is lower (``--min-cc``).
     ``on_crystal(xtal, scale, cc)``, if given, is called for each crystal merged.
     """
 
     keys: np.ndarray
     mean: np.ndarray
     scale: bool = False
+    min_cc: float | None = None
     on_crystal: Callable[[CrystalObservations, float, float], None] | None = None
 
 
@@ -514,10 +517,13 @@ class Merger:
         if ref.scale:
             with np.errstate(invalid="ignore", divide="ignore"):
                 scale = float(np.sum(i_ref * i_new) / np.sum(i_new * i_new))
-            if math.isnan(scale) or scale <= 0.0:
-                return None
+        cc = math.nan
+        if ref.on_crystal is not None or ref.min_cc is not None:
+            cc = _float32_cc(i_ref, i_new)
+        if (ref.min_cc is not None and cc < ref.min_cc) or math.isnan(scale) or scale <= 0.0:
+            return None
         if ref.on_crystal is not None:
-            ref.on_crystal(xtal, scale, _float32_cc(i_ref, i_new))
+            ref.on_crystal(xtal, scale, cc)
         return scale
 
     def _kept(self, xtal: CrystalObservations, intensity: np.ndarray,
@@ -608,11 +614,13 @@ class Merger:
         self,
         *,
         scale: bool,
+        min_cc: float | None = None,
         on_crystal: Callable[[CrystalObservations, float, float], None] | None = None,
     ) -> Reference:
-        """This merge as the reference of process_hkl's second pass (``--scale``/``--stat``)."""
+        """This merge as the reference of process_hkl's second pass (``--scale``,
+        ``--min-cc``, ``--stat``)."""
         keys, mean = self._all.means()
-        return Reference(keys.copy(), mean, scale=scale, on_crystal=on_crystal)
+        return Reference(keys.copy(), mean, scale=scale, min_cc=min_cc, on_crystal=on_crystal)
 
     def result(self, min_measurements: int = 2) -> ReflectionList:
         """The merged list (unique reflections seen at least ``min_measurements`` times)."""
@@ -640,6 +648,7 @@ def merge_streams(
     quiet: bool = True,
     options: MergeOptions | None = None,
     scale: bool = False,
+    min_cc: float | None = None,
     on_crystal: Callable[[CrystalObservations, float, float], None] | None = None,
     header_out: list | None = None,
 ) -> tuple[ReflectionList, Merger]:
@@ -673,6 +682,9 @@ def merge_streams(
         process_hkl's ``--scale``: merge once, then merge again with each crystal scaled by
         its least-squares factor against the first merge (crystals whose factor is not
         positive are left out).  Reads every stream twice.
+    min_cc : float, optional
+        process_hkl's ``--min-cc``: a second pass leaves out crystals whose CC against the
+        first merge is lower.
     on_crystal : callable, optional
         process_hkl's ``--stat``: a second pass (even without ``scale``) calls
         ``on_crystal(xtal, scale, cc)`` for each crystal merged, with its scale factor and
@@ -694,15 +706,15 @@ def merge_streams(
     """
     paths = list(paths)
     reference = None
-    if scale or on_crystal is not None:
+    if scale or on_crystal is not None or min_cc is not None:
         if any(str(p) == "-" for p in paths):
-            raise StreamfilterError(
-                "standard input cannot be read twice: --scale and --stat need stream files"
-            )
+            raise StreamfilterError("standard input cannot be read twice: --scale, --min-cc "
+                                    "and --stat need stream files")  # fmt: skip
         first = Merger(pg, options=options, min_snr=min_snr, push_res=push_res)
         for p in paths:
             first.add_stream(p, quiet=quiet)
-        reference = first.reference_for_second_pass(scale=scale, on_crystal=on_crystal)
+        reference = first.reference_for_second_pass(scale=scale, min_cc=min_cc,
+                                                    on_crystal=on_crystal)  # fmt: skip
         del first
     merger = Merger(pg, options=options, min_snr=min_snr, push_res=push_res, halves=halves,
                     seed=seed, reference=reference)  # fmt: skip

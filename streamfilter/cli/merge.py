@@ -79,6 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _add_selection_arguments(p)
     p.add_argument("--scale", action="store_true",
                    help="merge twice, scaling each crystal against the first merge")
+    p.add_argument("--min-cc", type=float, default=None, metavar="CC",
+                   help="merge twice, leaving out crystals whose CC against the first merge "
+                   "is below CC (default: none)")
     p.add_argument("--stat", metavar="FILE",
                    help="merge twice and write, per crystal merged, 'filename event scale cc' "
                    "against the first merge (as process_hkl --stat)")
@@ -113,6 +116,8 @@ def _command_line(args: argparse.Namespace) -> str:
             parts += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     if args.scale:
         parts.append("--scale")
+    if args.min_cc is not None:
+        parts += ["--min-cc", repr(args.min_cc)]
     if args.stat:
         parts += ["--stat", args.stat]
     if args.halves:
@@ -134,9 +139,9 @@ def _check_paths(args: argparse.Namespace) -> None:
         if any(os.path.exists(s) and os.path.exists(out) and os.path.samefile(s, out)
                for s in args.streams if s != "-"):  # fmt: skip
             raise StreamfilterError(f"{out}: output would overwrite an input stream")
-    if (args.scale or args.stat) and "-" in args.streams:
-        raise StreamfilterError("--scale and --stat read the streams twice: standard input "
-                                "cannot be used")  # fmt: skip
+    if (args.scale or args.stat or args.min_cc is not None) and "-" in args.streams:
+        raise StreamfilterError("--scale, --min-cc and --stat read the streams twice: "
+                                "standard input cannot be used")  # fmt: skip
 
 
 def write_outputs(args: argparse.Namespace, merged, merger, notes: list[str]) -> list[str]:
@@ -166,7 +171,7 @@ def _summary(args: argparse.Namespace, merger, merged, outputs: list[str]) -> No
         (st.n_rejected_adu, "observations dropped (--max-adu)"),
         (st.n_rejected_res, "observations dropped (--push-res)"),
         (st.n_nonfinite, "observations dropped (non-finite I)"),
-        (st.n_rejected_scale, "crystals left out (scale factor not positive)"),
+        (st.n_rejected_scale, "crystals left out (scale factor not positive, or --min-cc)"),
     ]
     for n, why in dropped:
         if n:
@@ -202,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         merged, merger = merge_streams(
             args.streams, pg, min_measurements=args.min_measurements, halves=args.halves,
             seed=args.seed, quiet=quiet, options=options, scale=args.scale,
-            on_crystal=on_crystal, header_out=headers,
+            min_cc=args.min_cc, on_crystal=on_crystal, header_out=headers,
         )  # fmt: skip
     notes = audit_notes(_command_line(args), headers)
     outputs = write_outputs(args, merged, merger, notes)
