@@ -6,7 +6,8 @@ with its options (:class:`MergeOptions`), and gives the same numbers to print pr
 * every observation of every crystal is mapped to CrystFEL's asymmetric-unit representative
   under the point group (:mod:`streamfilter.analysis.symmetry`); Friedel mates are merged only
   when the point group is centrosymmetric (``4/mmm``, ``mmm``, ``-1``, ...), as in CrystFEL;
-* the merged intensity is the plain (unweighted) mean of the observations;
+* the merged intensity is the plain (unweighted) mean of the observations, updated
+  observation by observation as process_hkl does;
 * sigma(I) is the standard deviation of the observations divided by sqrt(n), with the
   population (1/n) variance: ``sigma = sqrt(sum((I_i - <I>)^2) / n) / sqrt(n)``;
 * reflections seen fewer than ``min_measurements`` times (default 2) are left out;
@@ -36,7 +37,7 @@ one); each half is merged with the same rules and ``min_measurements`` as the wh
 partialator's ``.hkl1``/``.hkl2``.
 
 Memory stays bounded by the number of unique reflections: observations are reduced in
-batches and combined with Chan's parallel update of mean and sum of squared deviations.
+batches, each applied with process_hkl's running update, vectorised over reflections.
 
 The merged lists are :class:`~streamfilter.analysis.hkl.ReflectionList` objects, written as
 CrystFEL reflection lists by :func:`~streamfilter.analysis.hkl.write_hkl`.
@@ -216,22 +217,26 @@ def iter_crystals(
 
 
 class _Accumulator:
-    """Running count, sum and sum of squared deviations per unique reflection.
+    """Running count, mean and sum of squared deviations per unique reflection, updated
+    observation by observation as process_hkl does (``merge_crystal``):
 
-    Observations (packed hkl keys in any setting, values) are buffered; each batch of
-    ``batch`` observations is reduced to the point group's asymmetric unit at once and
-    combined with the running figures, so memory is bounded by the number of unique
-    reflections and the batch, not by the stream.  Each reflection's sum continues in
-    observation order (its running sum is the first term of its next batch sum), so the
-    mean is the one a single pass gives, bit for bit, whatever the batch size; the
-    squared deviations are combined by Chan et al.'s pairwise update.
+        n' = n + 1,  delta = x - mean,  R = delta / n',  mean' = mean + R,
+        M2' = M2 + n * delta * R,
+
+    so every mean and sigma is process_hkl's bit for bit (a mean taken as sum / n can round
+    the other way at the last printed digit).  Observations (packed hkl keys in any setting,
+    values) are buffered; each batch of ``batch`` observations is reduced to the point
+    group's asymmetric unit at once and applied in rounds: round r updates, for every
+    reflection with at least r + 1 observations in the batch, its (r + 1)-th, so each
+    reflection sees its observations in stream order and memory is bounded by the number of
+    unique reflections and the batch, not by the stream.
     """
 
     def __init__(self, pg: PointGroup, batch: int = 100_000) -> None:
         self.pg = pg
         self.keys = np.zeros(0, np.int64)
         self.n = np.zeros(0, np.int64)
-        self.sum = np.zeros(0)
+        self.mean = np.zeros(0)
         self.m2 = np.zeros(0)
         self._pending_k: list[np.ndarray] = []
         self._pending_v: list[np.ndarray] = []
@@ -245,37 +250,47 @@ class _Accumulator:
         if self._n_pending >= self._batch:
             self.flush()
 
+    def _grow(self, new_keys: np.ndarray) -> None:
+        """Make room for reflections not seen before (n = mean = M2 = 0)."""
+        all_keys = np.union1d(self.keys, new_keys)
+        if all_keys.size == self.keys.size:
+            return
+        ia = np.searchsorted(all_keys, self.keys)
+        n, mean, m2 = (np.zeros(all_keys.size, a.dtype) for a in (self.n, self.mean, self.m2))
+        n[ia], mean[ia], m2[ia] = self.n, self.mean, self.m2
+        self.keys, self.n, self.mean, self.m2 = all_keys, n, mean, m2
+
     def flush(self) -> None:
         if not self._n_pending:
             return
         keys = self.pg.reduce_keys(np.concatenate(self._pending_k))
         vals = np.concatenate(self._pending_v)
         self._pending_k, self._pending_v, self._n_pending = [], [], 0
-        ukeys, inv = np.unique(keys, return_inverse=True)
-        n_b = np.bincount(inv, minlength=ukeys.size)
-        mean_b = np.bincount(inv, vals, minlength=ukeys.size) / n_b
-        m2_b = np.bincount(inv, (vals - mean_b[inv]) ** 2, minlength=ukeys.size)
-        all_keys = np.union1d(self.keys, ukeys)
-        ia = np.searchsorted(all_keys, self.keys)
-        ib = np.searchsorted(all_keys, ukeys)
-        n = np.zeros(all_keys.size, np.int64)
-        total = np.zeros(all_keys.size)
-        m2 = np.zeros(all_keys.size)
-        n[ia], total[ia], m2[ia] = self.n, self.sum, self.m2
-        n_a = n[ib].astype(np.float64)
-        delta = mean_b - total[ib] / np.maximum(n_a, 1.0)  # (n_a = 0: no term below)
-        # each sum goes on in observation order: its running value, then this batch's values
-        first = np.arange(ukeys.size)
-        total[ib] = np.bincount(np.concatenate([first, inv]), np.concatenate([total[ib], vals]),
-                                minlength=ukeys.size)  # fmt: skip
-        m2[ib] = m2[ib] + m2_b + delta * delta * n_a * n_b / (n_a + n_b)
-        n[ib] += n_b
-        self.keys, self.n, self.sum, self.m2 = all_keys, n, total, m2
+        order = np.argsort(keys, kind="stable")  # stable: stream order within a reflection
+        keys, vals = keys[order], vals[order]
+        ukeys, first, counts = np.unique(keys, return_index=True, return_counts=True)
+        self._grow(ukeys)
+        busiest = np.argsort(-counts, kind="stable")  # round r: a prefix of this order
+        where = np.searchsorted(self.keys, ukeys)[busiest]
+        first, counts = first[busiest], counts[busiest]
+        active = np.searchsorted(-counts, -np.arange(1, counts[0] + 1), side="right")
+        n = self.n[where].astype(np.float64)
+        mean, m2 = self.mean[where], self.m2[where]
+        for r, m in enumerate(active.tolist()):
+            x = vals[first[:m] + r]
+            temp = 1.0 + n[:m]
+            delta = x - mean[:m]
+            step = delta * 1.0 / temp
+            mean[:m] = mean[:m] + step
+            m2[:m] = m2[:m] + n[:m] * delta * step
+            n[:m] = temp
+        self.n[where] += counts
+        self.mean[where], self.m2[where] = mean, m2
 
     def means(self) -> tuple[np.ndarray, np.ndarray]:
         """Every reflection seen so far (sorted packed keys) and its mean, whatever n."""
         self.flush()
-        return self.keys, self.sum / self.n
+        return self.keys, self.mean
 
     def result(self, min_measurements: int, symmetry: str) -> ReflectionList:
         self.flush()
@@ -284,7 +299,7 @@ class _Accumulator:
         h, k, l = unpack_hkl(self.keys[keep])  # noqa: E741
         with np.errstate(invalid="ignore", divide="ignore"):
             sigma = np.sqrt(self.m2[keep] / n) / np.sqrt(n)
-        return ReflectionList(h, k, l, self.sum[keep] / n, sigma, n, None, symmetry)
+        return ReflectionList(h, k, l, self.mean[keep], sigma, n, None, symmetry)
 
 
 @dataclass(frozen=True)
