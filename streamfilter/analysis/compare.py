@@ -38,8 +38,10 @@ frames that appear in any order; merging itself needs memory only per unique ref
 
 Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU.
 
-Two CrystFEL reflection lists may be given instead of two streams: then only the merged-level
-tables are computed (the lists' own ``Symmetry:`` is used when ``-y`` is not given).
+Two reflection lists (CrystFEL ``.hkl`` or MTZ, :func:`~streamfilter.analysis.mtz.
+read_reflections`) may be given instead of two streams: then only the merged-level tables are
+computed (the first list's own symmetry is used when ``-y`` is not given; an MTZ's cell when
+``--cell`` is not).
 
 The keys of the JSON report (``--json``) are listed in
 :data:`streamfilter.analysis.report.JSON_KEYS`.  Modules: :mod:`~streamfilter.analysis.matching`
@@ -55,9 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from streamfilter.analysis.hkl import ReflectionList, as_written, is_hkl_file, read_hkl
+from streamfilter.analysis.hkl import ReflectionList, as_written
 from streamfilter.analysis.matching import ObservationPairs, match_frames
 from streamfilter.analysis.merge import Merger, iter_crystals
+from streamfilter.analysis.mtz import is_mtz_file, is_reflection_list, mtz_cell, read_reflections
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import (
     ListComparison,
@@ -82,7 +85,10 @@ class CompareOptions:
     nshells : int
         Number of resolution shells (equal reciprocal volume).
     reference : str or None
-        Reference reflection list (``.hkl``) for CC and R1(I).
+        Reference reflection list (``.hkl`` or MTZ) for CC and R1(I).
+    column, reference_column : str or None
+        Intensity column of MTZ inputs (A and B) and of an MTZ reference; default the first
+        of type J (see :func:`streamfilter.analysis.mtz.read_mtz`).
     cell : str or None
         Unit-cell file (CrystFEL ``.cell`` or PDB); default: stream header or median cell.
     highres, lowres : float or None
@@ -98,6 +104,8 @@ class CompareOptions:
     symmetry: str = "-1"
     nshells: int = 10
     reference: str | None = None
+    column: str | None = None
+    reference_column: str | None = None
     cell: str | None = None
     highres: float | None = None  # Angstrom
     lowres: float | None = None  # Angstrom
@@ -145,8 +153,8 @@ def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None
     """
     opts = opts or CompareOptions()
     pg = point_group(opts.symmetry)
-    hkl_mode = is_hkl_file(path_a)
-    if hkl_mode != is_hkl_file(path_b):
+    hkl_mode = is_reflection_list(path_a)
+    if hkl_mode != is_reflection_list(path_b):
         raise StreamfilterError(
             f"{path_a if hkl_mode else path_b} is a reflection list and the other input is not: "
             "give two streams or two reflection lists"
@@ -163,14 +171,22 @@ def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None
     }
     pairs = None
     obs_shells = None
+    if opts.column and not (is_mtz_file(path_a) or is_mtz_file(path_b)):
+        raise StreamfilterError(f"--column {opts.column} applies to MTZ inputs only")
+    if opts.reference_column and not (opts.reference and is_mtz_file(opts.reference)):
+        raise StreamfilterError("--reference-column applies to an MTZ --reference only")
     if hkl_mode:
-        side = {"a": _Side(read_hkl(path_a)), "b": _Side(read_hkl(path_b))}
+        side = {"a": _Side(read_reflections(path_a, opts.column)),
+                "b": _Side(read_reflections(path_b, opts.column))}  # fmt: skip
         report["observations"] = None
     else:
         side = {"a": _read_side(path_a, pg, opts, "A"), "b": _read_side(path_b, pg, opts, "B")}
         report["observations"], pairs, obs_shells = _observation_report(side, opts)
     cell, cell_source = _choose_cell(opts, side, path_a, path_b)
-    reference = read_hkl(opts.reference).to_asymmetric_unit(pg) if opts.reference else None
+    reference = None
+    if opts.reference:
+        reference = read_reflections(opts.reference, opts.reference_column)
+        reference = reference.to_asymmetric_unit(pg)
     report["merged"], shells, a_vs_b = _merged_report(side, cell, cell_source, pg, reference, opts)
     return CompareResult(
         report, pairs, a_vs_b, obs_shells, shells, side["a"].merged, side["b"].merged,
@@ -332,6 +348,10 @@ def _choose_cell(
     """--cell, else the unit-cell block of A's (B's) header, else the median crystal cell."""
     if opts.cell:
         return read_cell(opts.cell), f"file {opts.cell}"
+    for path in (path_a, path_b):
+        if is_mtz_file(path):
+            cell = mtz_cell(path)
+            return cell, cell.source
     for name, path in (("a", path_a), ("b", path_b)):
         header = side[name].header
         text = header.cell_text if header is not None else None

@@ -666,6 +666,7 @@ def merge_streams(
     min_cc: float | None = None,
     on_crystal: Callable[[CrystalObservations, float, float], None] | None = None,
     header_out: list | None = None,
+    crystals_out: list | None = None,
 ) -> tuple[ReflectionList, Merger]:
     """Merge the crystals of one or more streams, as ``process_hkl`` does.
 
@@ -706,6 +707,8 @@ def merge_streams(
         its CC against the first merge.
     header_out : list, optional
         Receives each stream's header (of the last pass).
+    crystals_out : list, optional
+        Receives each :class:`CrystalObservations` read (of the last pass).
 
     Returns
     -------
@@ -734,7 +737,7 @@ def merge_streams(
     merger = Merger(pg, options=options, min_snr=min_snr, push_res=push_res, halves=halves,
                     seed=seed, reference=reference)  # fmt: skip
     for p in paths:
-        merger.add_stream(p, quiet=quiet, header_out=header_out)
+        merger.add_stream(p, quiet=quiet, header_out=header_out, crystals_out=crystals_out)
     return merger.result(min_measurements).sorted(), merger
 
 

@@ -24,7 +24,7 @@ from ._common import eprint, join_dash_values
 
 # one module of this package per subcommand, each with add_parser(subparsers) and run(args)
 SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo",
-               "synth", "check")
+               "synth", "check", "stats")
 
 
 def _module(command: str):

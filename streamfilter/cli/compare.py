@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=JSON_KEYS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("a", metavar="A", help="first stream (or .hkl)")
-    p.add_argument("b", metavar="B", help="second stream (or .hkl)")
+    p.add_argument("a", metavar="A", help="first stream (or .hkl, .mtz)")
+    p.add_argument("b", metavar="B", help="second stream (or .hkl, .mtz)")
     p.add_argument(
         "-y",
         "--symmetry",
@@ -43,9 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--reference",
         default=None,
-        metavar="FILE.hkl",
-        help="reference reflection list (e.g. the truth) for CC and R1(I)",
+        metavar="FILE",
+        help="reference reflection list, .hkl or .mtz (e.g. the truth), for CC and R1(I)",
     )
+    p.add_argument("--column", metavar="LABEL", help="intensity column of MTZ inputs A and B "
+                   "(default: the first of type J, with its sigma)")  # fmt: skip
+    p.add_argument("--reference-column", metavar="LABEL",
+                   help="intensity column of an MTZ --reference (default: the first of type J)")
     p.add_argument(
         "-p",
         "--cell",
@@ -83,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter compare``; returns the exit status."""
     from ..analysis.compare import CompareOptions, compare_streams
-    from ..analysis.hkl import is_hkl_file, read_hkl
+    from ..analysis.mtz import is_reflection_list, read_reflections
     from ..analysis.report import format_report, write_json
 
     if args.plots:  # before the comparison, which can take minutes
@@ -93,12 +97,14 @@ def run(args: argparse.Namespace) -> int:
     symmetry = args.symmetry
     if symmetry is None:
         symmetry = "-1"
-        if is_hkl_file(args.a):
-            symmetry = read_hkl(args.a).symmetry or "-1"
+        if is_reflection_list(args.a):
+            symmetry = read_reflections(args.a, args.column).symmetry or "-1"
     opts = CompareOptions(
         symmetry=symmetry,
         nshells=args.shells,
         reference=args.reference,
+        column=args.column,
+        reference_column=args.reference_column,
         cell=args.cell,
         highres=args.highres,
         lowres=args.lowres,

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 
 from ._common import add_progress_argument
+from ._mtz import add_mtz_arguments, check_mtz_options, is_mtz_output, write_merged_mtz
 
 
 def _polarisation(text: str):
@@ -67,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="merging point group, CrystFEL symbol (4/mmm, 422, mmm, 2/m_uab, -1, "
                    "-42m ...; default 1, as process_hkl)")
     p.add_argument("-o", "--output", default="processed.hkl", metavar="OUT.hkl",
-                   help="output reflection list ('-' = stdout; default processed.hkl)")
+                   help="output reflection list ('-' = stdout; default processed.hkl); a name "
+                   "ending in .mtz writes an MTZ")
     p.add_argument("--polarisation", "--polarization", type=_polarisation, default=HORIZONTAL,
                    metavar="P",
                    help="polarisation correction: none, horiz, vert or <angle>deg, then "
@@ -88,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--halves", action="store_true",
                    help="also write OUT.hkl1 and OUT.hkl2, two random half-sets of crystals")
     p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    add_mtz_arguments(p)
     add_progress_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run, parity=None)
@@ -144,11 +147,15 @@ def _check_paths(args: argparse.Namespace) -> None:
                                 "standard input cannot be used")  # fmt: skip
 
 
-def write_outputs(args: argparse.Namespace, merged, merger, notes: list[str]) -> list[str]:
+def write_outputs(args: argparse.Namespace, merged, merger, notes: list[str], headers: list,
+                  cells) -> list[str]:
     """Write the merged list (and the half-sets): the one place output files are written.
-    Returns the paths written."""
+    ``cells``: the crystals' cells for an MTZ output (None for a CrystFEL list).  Returns
+    the paths written."""
     from ..analysis.hkl import write_hkl
 
+    if cells is not None:
+        return [write_merged_mtz(args, merger, merged, notes, headers, cells)]
     write_hkl(args.output, merged, notes=notes)
     outputs = [args.output]
     if args.halves:
@@ -192,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
         raise StreamfilterError("give at least one input stream (STREAM or -i STREAM)")
     pg = point_group(args.symmetry)
     _check_paths(args)
+    check_mtz_options(args)
+    cells = None
+    if is_mtz_output(args.output):
+        from ..crystal import CellCollector
+
+        cells = CellCollector()
     options = MergeOptions(
         min_snr=args.min_snr, push_res=args.push_res, max_adu=args.max_adu,
         min_res=args.min_res, polarisation=args.polarisation, parity=args.parity,
@@ -207,10 +220,10 @@ def run(args: argparse.Namespace) -> int:
         merged, merger = merge_streams(
             args.streams, pg, min_measurements=args.min_measurements, halves=args.halves,
             seed=args.seed, quiet=quiet, options=options, scale=args.scale,
-            min_cc=args.min_cc, on_crystal=on_crystal, header_out=headers,
+            min_cc=args.min_cc, on_crystal=on_crystal, header_out=headers, crystals_out=cells,
         )  # fmt: skip
     notes = audit_notes(_command_line(args), headers)
-    outputs = write_outputs(args, merged, merger, notes)
+    outputs = write_outputs(args, merged, merger, notes, headers, cells)
     for w in merger.stats.incomplete_tails:
         print(f"merge: warning: {w} (not merged)", file=sys.stderr)
     if not quiet:
