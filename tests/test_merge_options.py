@@ -219,7 +219,8 @@ def test_library_default_is_no_polarisation(stream):
 @pytest.mark.parametrize("symbol", ["-42m", "-4m2", "-3_R", "-3m_R", "-3_H", "-3m1_H",
                                     "-31m_H", "-6m2", "-62m", "-43m", "-1", "-3_H", "-4", "-6"])
 def test_point_groups_beginning_with_minus_parse_everywhere(symbol):
-    for command in (["merge", "s.stream"], ["compare", "a.stream", "b.stream"]):
+    for command in (["merge", "s.stream"], ["compare", "a.stream", "b.stream"],
+                    ["stats", "s.stream"]):
         for flag in ("-y", "--symmetry", "--sym"):
             argv = join_dash_values([*command, flag, symbol, "-o", "x"]
                                     if command[0] == "merge" else [*command, flag, symbol])
@@ -244,6 +245,16 @@ def test_dash_pre_pass_leaves_other_words_alone():
 def test_compare_with_a_point_group_beginning_with_minus(stream, capsys):
     assert main(["compare", str(stream), str(stream), "-y", "-42m", "-q"]) == 0
     assert "-42m" in capsys.readouterr().out
+
+
+def test_stats_with_a_point_group_beginning_with_minus(tmp_path, capsys):
+    """check_hkl's table of a recorded -42m merge, the point group given with a space."""
+    cell = tmp_path / "tetragonal.cell"
+    cell.write_text("CrystFEL unit cell file version 1.0\n\nlattice_type = tetragonal\n"
+                    "centering = P\nunique_axis = c\na = 79.0 A\nb = 79.0 A\nc = 38.0 A\n"
+                    "al = 90.0 deg\nbe = 90.0 deg\nga = 90.0 deg\n")  # fmt: skip
+    assert main(["stats", str(DATA / "y_m42m.hkl"), "-y", "-42m", "-p", str(cell)]) == 0
+    assert "overall" in capsys.readouterr().out
 
 
 def test_stop_after_counts_over_all_the_streams(stream, tmp_path):
