@@ -65,8 +65,9 @@ import numpy as np
 
 from streamfilter.analysis.hkl import ReflectionList, as_written
 from streamfilter.analysis.matching import ObservationPairs, match_frames
-from streamfilter.analysis.merge import Merger, iter_crystals
+from streamfilter.analysis.merge import Merger
 from streamfilter.analysis.mtz import is_mtz_file, is_reflection_list, mtz_cell, read_reflections
+from streamfilter.analysis.observations import iter_crystals
 from streamfilter.analysis.pairing import Pairing, frame_keys
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import (

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from .. import __version__
 from ..errors import StreamfilterError
-from ._common import eprint
+from ._common import eprint, join_dash_values
 
 # one module of this package per subcommand, each with add_parser(subparsers) and run(args)
 SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo",
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
     from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop, stop_signal
 
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = join_dash_values(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     from ..progress import set_every
