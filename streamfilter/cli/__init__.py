@@ -31,13 +31,25 @@ def _module(command: str):
     return importlib.import_module(f"{__name__}.{command}")
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the solver of ``--method crystfel``'s ``-grad`` plane
+    (found only when asked: GSL is looked up at run time)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..integrate.plane import plane_solver
+
+        print(f"streamfilter {__version__}\ncrystfel -grad plane solver: {plane_solver()}")
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``command`` (one of :data:`SUBCOMMANDS`) only that
     subcommand is registered, which spares importing the modules of all the others."""
     parser = argparse.ArgumentParser(
         prog="streamfilter",
         description="Re-integrate, rewrite and compare CrystFEL .stream files.")
-    parser.add_argument("--version", action="version", version=f"streamfilter {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and the -grad plane solver, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in (command,) if command in SUBCOMMANDS else SUBCOMMANDS:
         _module(name).add_parser(sub)
