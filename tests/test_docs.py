@@ -59,3 +59,36 @@ def test_every_option_of_every_command_is_documented(command):
                    for o in action.option_strings):
             missing.append("/".join(action.option_strings))
     assert not missing, f"{page.name} does not mention {missing}"
+
+
+def _transcript(text: str) -> list[tuple[str, list[str]]]:
+    """(command, shown output lines) of every ``$ streamfilter …`` line in the page's blocks."""
+    steps: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```\n(\$ streamfilter .*?)```", text, re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line)
+    return steps
+
+
+def test_getting_started_walkthrough_prints_what_the_page_shows(tmp_path):
+    """The first run on stream_files/example.stream: each command of the page runs and prints
+    the lines the page shows (a line cut with '…' is matched up to the cut; the run time is
+    left out)."""
+    steps = _transcript((DOCS / "getting-started.md").read_text())
+    assert [cmd.split()[1] for cmd, _ in steps] == [
+        "info", "check", "reintegrate", "merge", "stats", "compare"]
+    for command, shown in steps:
+        argv = command.replace("/tmp/", f"{tmp_path}/").split()
+        argv[0:1] = [sys.executable, "-m", "streamfilter"]
+        proc = subprocess.run(argv, cwd=REPO / "stream_files", capture_output=True, text=True)
+        assert proc.returncode == 0, f"{command}\n{proc.stderr}"
+        printed = (proc.stdout + proc.stderr).splitlines()
+        for line in (s.replace("/tmp/", f"{tmp_path}/") for s in shown):
+            if re.match(r"\s*time [\d.]+ s \(", line):
+                continue
+            head = line.split("…")[0].rstrip()
+            assert any(p == line or ("…" in line and p.startswith(head)) for p in printed), (
+                f"{command}: the page shows\n{line}\nbut it printed\n" + "\n".join(printed))
