@@ -307,6 +307,11 @@ class FrameSource:
             ensure_filters(obj)
             st = self._datasets[key] = _Stored(obj, obj.ndim, obj.shape, obj.dtype)
             return st
+        if obj is None:
+            moved = self._follow_moved_link(f, path, filename, event)
+            if moved is not None:  # not cached: the linked file may be closed by the LRU
+                ensure_filters(moved)
+                return _Stored(moved, moved.ndim, moved.shape, moved.dtype)
         # name what the nearest existing ancestor group holds, to make typos obvious
         parent_path = path
         parent = None
@@ -321,6 +326,45 @@ class FrameSource:
         raise FrameReadError(
             filename, event, f"{what} dataset '{path}' in {f.filename} is {kind}{hint}"
         )
+
+    def _follow_moved_link(self, f: h5py.File, path: str, filename: str,
+                           event: str) -> h5py.Dataset | None:
+        """The dataset behind an external link whose target file HDF5 did not find.
+
+        HDF5 finds a link's file by its name as written and relative to the linking file's
+        directory, so relative links survive a move of the whole tree; an absolute target
+        (``/gpfs/old/raw/data_000.h5``) does not.  Such a target is looked up like an image
+        file (``--data-root`` dirs and ``OLD=NEW`` replacements, then the linking file's
+        directory).  None when ``path`` passes through no external link.
+
+        Raises
+        ------
+        FrameReadError
+            The link's target file is not found anywhere.
+        """
+        parts = [x for x in path.split("/") if x]
+        for i in range(1, len(parts) + 1):
+            try:
+                link = f.get("/" + "/".join(parts[:i]), getlink=True)
+            except (KeyError, ValueError, OSError):
+                return None
+            if link is None:
+                return None
+            if not isinstance(link, h5py.ExternalLink):
+                continue
+            dirs = [*self.search_dirs, Path(f.filename).parent]
+            tried = candidate_paths(link.filename, dirs, self.path_maps)
+            for c in tried:
+                if c.is_file():
+                    target = self._open(c, filename, event)
+                    obj = target.get("/".join([link.path.rstrip("/"), *parts[i:]]))
+                    return obj if isinstance(obj, h5py.Dataset) else None
+            raise FrameReadError(filename, event, (
+                f"'{path}' in {f.filename} is an external link to '{link.filename}', which "
+                "is not found (tried " + ", ".join(str(c) for c in tried) + "); give its new "
+                "place with --data-root DIR or --data-root OLD=NEW"
+            ))  # fmt: skip
+        return None
 
     # -- reading ------------------------------------------------------------------------------
 
