@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..geometry import Panel
 
 HDF5 = "HDF5"
 CBF = "CBF"
@@ -145,3 +148,15 @@ def _header_shape(header: dict) -> tuple[int, int] | None:
     except (KeyError, ValueError):
         return None
     return slow, fast
+
+
+def flat_rows(arr: np.ndarray, panels: Sequence[Panel]) -> np.ndarray | None:
+    """The panels' pixels one after the other as a view of the 2-D ``arr``, when every
+    panel spans whole rows and the panels follow one another without gaps; else None."""
+    width = arr.shape[1]
+    row = panels[0].min_ss if panels else 0
+    for p in panels:
+        if p.min_fs != 0 or p.max_fs != width - 1 or p.min_ss != row:
+            return None
+        row = p.max_ss + 1
+    return arr.reshape(-1)[panels[0].min_ss * width : row * width] if panels else None

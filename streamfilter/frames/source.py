@@ -29,7 +29,7 @@ from ._direct import DirectPlan
 from .badmap import flagged, mask_bad, mask_dtype
 from .errors import FrameNotFoundError, FrameReadError
 from .events import EventID, parse_event, substitute_path
-from .formats import CBF_GZ, HDF5, UnsupportedFormat, detect_format, read_cbf
+from .formats import CBF_GZ, HDF5, UnsupportedFormat, detect_format, flat_rows, read_cbf
 from .hdf5 import ensure_filters, read_hyperslab
 from .layout import PanelGroup, dims_text
 
@@ -499,7 +499,7 @@ class FrameSource:
                 b = b | flagged(data[p.name], p, is_float)
             bad[p.name] = b
         saturation = self._read_saturation(None, path, ev, filename, event)
-        flat = _flat_rows(arr, self.detector.panels)
+        flat = flat_rows(arr, self.detector.panels)
         return Frame(filename, event, path, data, bad, saturation, {}, flat)
 
     def _static_bad(self, header: dict[str, float], shift: tuple, mask_keys: list,
@@ -667,18 +667,6 @@ class FrameSource:
                 hit[p.name] = arr
             self._geom_bad.put(shift, hit)
         return hit
-
-
-def _flat_rows(arr: np.ndarray, panels: Sequence[Panel]) -> np.ndarray | None:
-    """The panels' pixels one after the other as a view of the 2-D ``arr``, when every
-    panel spans whole rows and the panels follow one another without gaps; else None."""
-    width = arr.shape[1]
-    row = panels[0].min_ss if panels else 0
-    for p in panels:
-        if p.min_fs != 0 or p.max_fs != width - 1 or p.min_ss != row:
-            return None
-        row = p.max_ss + 1
-    return arr.reshape(-1)[panels[0].min_ss * width : row * width] if panels else None
 
 
 @dataclass
