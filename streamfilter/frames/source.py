@@ -448,7 +448,7 @@ class FrameSource:
             except UnsupportedFormat as e:
                 raise FrameReadError(filename, event, f"'{path}': {e}") from None
             except OSError as e:
-                raise FrameReadError(filename, event, f"cannot read '{path}': {e}") from e
+                raise FrameReadError(filename, event, f"cannot open '{path}': {e}") from e
         return kind
 
     def _load_cbf(self, path: Path, ev: EventID, filename: str, event: str) -> Frame:
