@@ -80,3 +80,27 @@ def test_low_background_robust_is_unbiased_and_profile_beats_the_floor(tmp_path)
     # measured 0.14 photon; before the Poisson-aware clipping 1.06 (the background fit 25 %
     # low), and robust 0.962 against a floor of 0.940, profile 0.952 (now 0.946 and 0.938)
     assert abs(bias - floor_bias) < 0.4
+
+
+def test_truth_frames_are_found_by_filename_and_event_and_panels_by_their_dims(tmp_path):
+    """ref-detectors' truth layout: frames named as the streams name them, panels of a 4-D
+    (frame, module, ss, fs) array picked by their fixed module index."""
+    from types import SimpleNamespace
+
+    import h5py
+    import numpy as np
+
+    from streamfilter.analysis.accuracy import panel_region, truth_background, truth_frame_index
+
+    mean = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    with h5py.File(tmp_path / "truth.h5", "w") as f:
+        f["frames/filename"] = [b"a.h5", b"a.h5"]
+        f["frames/event"] = [b"//0", b"//1"]
+        f["background/mean"] = mean
+        frame_of = truth_frame_index(f)
+        assert frame_of("a.h5", "//1") == 1
+        with pytest.raises(KeyError, match="b.h5"):
+            frame_of("b.h5", "//0")
+        bg = truth_background(f, 1)
+    p = SimpleNamespace(min_fs=1, max_fs=3, min_ss=2, max_ss=3, dims=("%", 2, "ss", "fs"))
+    np.testing.assert_array_equal(bg[panel_region(p)], mean[1, 2, 2:4, 1:4])
