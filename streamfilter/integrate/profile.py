@@ -617,8 +617,9 @@ def _finish_panel(
     cov: np.ndarray | None,
     options: ProfileOptions,
     radii: tuple[float, float, float],
-) -> RingsResult:
-    """Add the shape term to sigma, keep the sum where it is better, redo IMPLAUSIBLE."""
+) -> tuple[RingsResult, np.ndarray]:
+    """Add the shape term to sigma, keep the sum where it is better, redo IMPLAUSIBLE;
+    also returns where the profile fit gave I (bool per reflection)."""
     rr = pa.work.result
     if cov is not None:
         c = coef.reshape(len(coef), -1)
@@ -635,7 +636,7 @@ def _finish_panel(
     done = (status == Status.OK) | (rr.saturated & options.robust.keep_saturated & fitted)
     peak, background = _robust_columns(pa, rr, radii)
     return finish_result(intensity, sigma, peak, background, status, rr.saturated, done,
-                         rr.n_peak, rr.n_background)  # fmt: skip
+                         rr.n_peak, rr.n_background), ~keep_sum  # fmt: skip
 
 
 def _robust_columns(
@@ -690,6 +691,23 @@ def integrate_frame(
         return assemble_results(predictions, work, layout)
     fits = [_fit_panel(pa, asg, options) for pa, asg in zip(arrays, assigned, strict=True)]
     cov = _frame_covariance(arrays, fits, options)
+    fitted = []
     for pa, (_, fi, fsig, coef) in zip(arrays, fits, strict=True):
-        pa.work.result = _finish_panel(pa, fi, fsig, coef, cov, options, radii)
-    return assemble_results(predictions, work, layout)
+        pa.work.result, used_fit = _finish_panel(pa, fi, fsig, coef, cov, options, radii)
+        fitted.append(used_fit)
+    return _with_estimators(assemble_results(predictions, work, layout), work, fitted)
+
+
+def _with_estimators(
+    results: list[CrystalResult], work: list[Any], fitted: list[np.ndarray]
+) -> list[CrystalResult]:
+    """Set each result's ``estimator``: "profile" where the fit gave I, else "sum"."""
+    est = [np.full(len(r), "sum", dtype=object) for r in results]
+    for pw, used in zip(work, fitted, strict=True):
+        start = 0
+        for ci, rows, _, _ in pw.parts:
+            est[ci][rows] = np.where(used[start : start + len(rows)], "profile", "sum")
+            start += len(rows)
+    for r, e in zip(results, est, strict=True):
+        r.estimator = e
+    return results
