@@ -9,8 +9,8 @@ Builds a stream of about ``--size`` MB by repeating the chunks of ref-small's r3
 (``STAT`` in the options becomes a file of each), each in a fresh process, ``--repeat``
 times interleaved, and prints the fastest wall time, the peak RSS, the ratio merge /
 process_hkl (the floor is 1: not slower) and whether the reflection rows (and ``--stat``
-files) are identical.  Without process_hkl (``--crystfel-bin``, default /work/crystfel/bin
-or PATH) only streamfilter is timed.
+files) are identical.  Without process_hkl (``--crystfel-bin``, default: found on PATH)
+only streamfilter is timed.
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=113, help="stream size in MB (default 113)")
     ap.add_argument("--options", default="", help="extra process_hkl options, one string")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--crystfel-bin", default="/work/crystfel/bin")
+    ap.add_argument("--crystfel-bin", help="folder of CrystFEL's programs (default: PATH)")
     a = ap.parse_args()
     stream = build(a.size)
     OUT.mkdir(parents=True, exist_ok=True)
-    exe = Path(a.crystfel_bin) / "process_hkl"
-    process_hkl = str(exe) if exe.is_file() else shutil.which("process_hkl")
+    exe = Path(a.crystfel_bin or ".") / "process_hkl"
+    process_hkl = str(exe) if a.crystfel_bin and exe.is_file() else shutil.which("process_hkl")
     runs: dict[str, list[str]] = {}
     for name in ("process_hkl", "streamfilter"):
         opts = [o.replace("STAT", str(OUT / f"{name}.stat")) for o in a.options.split()]

@@ -1,19 +1,22 @@
 """``--method crystfel`` against CrystFEL 0.12.0 on real detector layouts (CSPAD: 64 rotated
 ASICs, clen from an HDF5 header; AGIPD 1M: 128 tiles of 64 x 128 px in a 4-D array, per-frame
-masks), for both of each set's streams: ``rings`` 3,4,5 and ``rings-grad`` 2,3,5.
+masks; PILATUS: mini-CBF files, byte-offset compressed, -1/-2 gap and bad markers), for both
+of each set's streams: ``rings`` 3,4,5 and ``rings-grad`` 2,3,5.
 
 The input is a copy whose ``I`` column is zeroed, so a chunk passed through unchanged cannot
 match.  Re-integrated with the stream's own radii and method, as ``streamfilter reintegrate
 IN -o OUT -g GEOM --method crystfel`` does:
 
-============== ========================== =========================
-stream          rows identical (GSL)        without GSL (numpy plane)
-============== ========================== =========================
-cspad_r345      13594 / 13598 (99.971 %)    the same (no plane)
-cspad_grad235   13335 / 13340 (99.963 %)    13258 (99.385 %)
-agipd_r345       8415 /  8417 (99.976 %)    the same (no plane)
-agipd_grad235    8107 /  8109 (99.975 %)    7920 (97.669 %)
-============== ========================== =========================
+==================== ========================== =========================
+stream                rows identical (GSL)        without GSL (numpy plane)
+==================== ========================== =========================
+cspad_r345            13594 / 13598 (99.971 %)    the same (no plane)
+cspad_grad235         13335 / 13340 (99.963 %)    13258 (99.385 %)
+agipd_r345             8415 /  8417 (99.976 %)    the same (no plane)
+agipd_grad235          8107 /  8109 (99.975 %)    7920 (97.669 %)
+pilatus-cbf_r345      11622 / 11625 (99.974 %)    the same (no plane)
+pilatus-cbf_grad235   11682 / 11685 (99.974 %)    11456 (98.04 %)
+==================== ========================== =========================
 
 The ``rings`` streams are re-integrated with GSL made unavailable (they fit no plane); the
 ``rings-grad`` ones with the system's GSL, and they are only checked when it is there (without
@@ -38,7 +41,11 @@ from streamfilter.stream import read_stream
 from streamfilter.stream.tables import ROW23_FORMAT
 from tests.conftest import ref_detector_set
 
-GEOMETRY = {"cspad": "cspad-cxiformat.geom", "agipd": "agipd_1m.geom"}
+GEOMETRY = {
+    "cspad": "cspad-cxiformat.geom",
+    "agipd": "agipd_1m.geom",
+    "pilatus-cbf": "pilatus6m-crop.geom",
+}
 STREAMS = [(name, kind) for name in GEOMETRY for kind in ("r345", "grad235")]
 I_FIELD = slice(15, 25)  # "%4i %4i %4i %10.2f": the I column of CrystFEL's rows
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.merge_stream import CASES, build_merge_stream  # noqa: E402
 
 here = Path(__file__).resolve().parent
-process_hkl = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/crystfel/bin") / "process_hkl"
+process_hkl = (
+    Path(sys.argv[1]) / "process_hkl" if len(sys.argv) > 1 else Path(shutil.which("process_hkl"))
+)
 with tempfile.TemporaryDirectory() as tmp:
     stream = Path(tmp) / "merge_synth.stream"
     stream.write_bytes(build_merge_stream())
