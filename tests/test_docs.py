@@ -92,3 +92,18 @@ def test_getting_started_walkthrough_prints_what_the_page_shows(tmp_path):
             head = line.split("…")[0].rstrip()
             assert any(p == line or ("…" in line and p.startswith(head)) for p in printed), (
                 f"{command}: the page shows\n{line}\nbut it printed\n" + "\n".join(printed))
+
+
+def test_demo_output_on_the_page_is_what_the_demo_prints():
+    """The 60-second demo's output on the getting-started page, digit for digit (the
+    timings in parentheses aside)."""
+    page = (DOCS / "getting-started.md").read_text()
+    shown = re.search(r"It takes a few seconds and prints:\n\n```\n(.*?)```", page, re.S).group(1)
+    proc = subprocess.run([sys.executable, "-m", "streamfilter", "demo"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+    def untimed(text: str) -> list[str]:
+        return [re.sub(r"\(\d+\.\d s\)", "(t)", line).rstrip() for line in text.splitlines()]
+
+    assert untimed(proc.stdout + proc.stderr) == untimed(shown)
