@@ -53,7 +53,11 @@ STREAM_MAGIC = b"CrystFEL stream format "
 # the letter of "Begin" / "End" that the chunk scan looks for sits 6 bytes into the chunk
 # markers and 4 into the crystal markers
 assert BEGIN_CHUNK.index(b"B") == END_CHUNK.index(b"E") == 6
-_LONGEST = max(len(BEGIN_CHUNK), len(END_CHUNK))
+# bytes a chunk marker reaches past the letter the scan finds: a candidate letter closer than
+# that to the end of the input read so far may belong to a marker cut off there (read on);
+# one farther away is decided at once (so a followed stream's last chunk is handed out as
+# soon as its end line is there)
+_REACH_B, _REACH_E = len(BEGIN_CHUNK) - 6, len(END_CHUNK) - 6
 
 
 def _count_newlines(data: bytes | memoryview) -> int:
@@ -320,13 +324,14 @@ class StreamReader:
         scanned = len(BEGIN_CHUNK)  # candidates before this relative offset are done
         while True:
             buf, base, stop = self._buf, self._pos, self._end
-            limit = stop - _LONGEST  # a candidate past this may be cut off: read on
+            # a candidate past these may be cut off: read on
+            limit_b, limit_e = stop - _REACH_B, stop - _REACH_E
             find = buf.find
             e = find(b"E", base + scanned, stop)
             b = find(b"B", base + scanned, stop)
             while e >= 0 or b >= 0:
                 q = e if b < 0 or 0 <= e < b else b
-                if q > limit and not self._eof:
+                if q > (limit_e if q == e else limit_b) and not self._eof:
                     break
                 if buf.startswith(b"--- ", q - 4):
                     if buf[q - 5] == 10:
