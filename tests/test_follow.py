@@ -1,0 +1,192 @@
+"""``--follow``: a stream that indexamajig is still writing, read as it grows.
+
+A background thread appends the bundled example stream (20 chunks, its frames beside it) to
+a file in pieces, cut inside lines, inside the chunk markers and inside the header, with
+pauses longer than the reader's sleep between looks; the followed run must give exactly
+what a run on the finished file gives (bytes, summary, exit status), including a stream
+that stops inside a chunk.  A file truncated or replaced while it is followed is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from streamfilter.cli import main
+from streamfilter.errors import StreamFormatError
+from streamfilter.stream import Follow, read_stream
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "stream_files" / "example.stream"
+BEGIN = b"----- Begin chunk -----"
+END = b"----- End chunk -----"
+IDLE = "1"  # seconds: the pauses below (up to 0.25 s) must not end a followed stream
+
+
+def _cuts(data: bytes, seed: int) -> list[int]:
+    """Where the writer stops: inside the header, inside a begin and an end marker, just
+    before an end marker's newline, and at 20 random offsets (mostly inside lines)."""
+    rng = random.Random(seed)
+    second_begin = data.index(BEGIN, data.index(END))
+    fixed = [
+        100,
+        second_begin + 7,
+        data.index(END, second_begin) + 9,
+        data.index(END, second_begin) + len(END),
+    ]
+    return sorted(set(fixed + [rng.randrange(1, len(data)) for _ in range(20)]))
+
+
+class Writer(threading.Thread):
+    """Appends ``data`` to ``path`` in pieces ending at :func:`_cuts`, pausing after each (0,
+    10 or 250 ms, fixed seed), as indexamajig appends chunks; stops at ``stop_at`` bytes."""
+
+    def __init__(self, path: Path, data: bytes, *, seed: int = 1,
+                 stop_at: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.path, self.data, self.seed = path, data, seed
+        self.stop_at = len(data) if stop_at is None else stop_at
+        path.write_bytes(b"")
+
+    def run(self) -> None:
+        rng = random.Random(self.seed)
+        at = 0
+        with open(self.path, "ab") as f:
+            for cut in [c for c in _cuts(self.data, self.seed) if c < self.stop_at] + [
+                    self.stop_at]:
+                f.write(self.data[at:cut])
+                f.flush()
+                at = cut
+                time.sleep(rng.choice((0.0, 0.01, 0.25)))
+
+
+@pytest.fixture()
+def growing(tmp_path):
+    """(path of a stream to be written beside the example's frames, its final bytes)."""
+    for name in ("example.h5", "example.geom"):
+        (tmp_path / name).symlink_to(EXAMPLE.parent / name)
+    return tmp_path / "live.stream", EXAMPLE.read_bytes()
+
+
+def test_reader_yields_the_chunks_of_the_finished_file_and_sleeps_between_looks(growing):
+    path, data = growing
+    waits = []
+    writer = Writer(path, data)
+    writer.start()
+    with read_stream(path, follow=Follow(idle=0.5, on_wait=lambda: waits.append(1))) as r:
+        got = [(c.index, c.line_no, c.preceding + c.raw) for c in r]
+        header, trailer, tail = r.header.raw, r.trailer, r.incomplete_tail
+    writer.join()
+    with read_stream(path) as r:
+        want = [(c.index, c.line_no, c.preceding + c.raw) for c in r]
+    assert got == want and len(got) == data.count(BEGIN) == 20
+    assert header + b"".join(g[2] for g in got) + trailer == data and tail is None
+    # it waited (the pauses, the idle end) but never polled hot: a look every 0.125 s or so
+    assert 1 < len(waits) < 200
+
+
+def _reintegrate(src: Path, out: Path, *extra: str) -> int:
+    return main(["reintegrate", str(src), "-o", str(out), "--progress-every", "0", *extra])
+
+
+@pytest.mark.parametrize("method, jobs", [("crystfel", "1"), ("profile", "2")])
+def test_reintegrate_follow_writes_the_bytes_of_a_run_on_the_finished_stream(
+        growing, method, jobs, capsys):
+    path, data = growing
+    writer = Writer(path, data, seed=int(jobs))
+    writer.start()
+    followed = path.with_name("followed.stream")
+    status = _reintegrate(path, followed, "--method", method, "-j", jobs, "--follow",
+                          "--idle", IDLE)
+    writer.join()
+    assert path.read_bytes() == data
+    assert status == _reintegrate(path, path.with_name("plain.stream"), "--method", method) == 0
+    assert followed.read_bytes() == path.with_name("plain.stream").read_bytes()
+    summaries = [re.sub(r"time .*", "", s) for s in capsys.readouterr().err.split("reintegrate: ")]
+    assert summaries[1] == summaries[2] and "20 chunks" in summaries[1]
+
+
+def test_a_stream_that_stops_inside_a_chunk_ends_as_without_follow(growing, capsys):
+    path, data = growing
+    tenth = [m.start() for m in re.finditer(BEGIN, data)][9]
+    writer = Writer(path, data, stop_at=tenth + 5000)  # inside the tenth chunk's table
+    writer.start()
+    followed = path.with_name("followed.stream")
+    status = _reintegrate(path, followed, "--method", "crystfel", "--follow", "--idle", IDLE,
+                          "-q")
+    writer.join()
+    err_followed = capsys.readouterr().err
+    plain = path.with_name("plain.stream")
+    assert status == _reintegrate(path, plain, "--method", "crystfel", "-q")
+    assert followed.read_bytes() == plain.read_bytes()
+    assert followed.read_bytes().count(BEGIN) == 9
+    line = data[:tenth].count(b"\n") + 1
+    warning = f"{path}, line {line}, chunk 9: incomplete last chunk"
+    assert warning in err_followed and warning in capsys.readouterr().err
+
+
+def test_info_follow_prints_the_report_of_the_finished_stream(growing, capsys):
+    path, data = growing
+    writer = Writer(path, data, seed=3)
+    writer.start()
+    assert main(["info", str(path), "--follow", "--idle", IDLE]) == 0
+    writer.join()
+    followed = capsys.readouterr()
+    assert main(["info", str(path), "-q"]) == 0
+    assert followed.out == capsys.readouterr().out
+    live = followed.err.strip().splitlines()
+    assert len(live) >= 2 and all(line.startswith("info: ") for line in live)
+    # the last count so far, printed before the idle end, is the whole stream's
+    assert live[-1].endswith("chunks 20, hits 16 (80.0%), indexed frames 16 (80.0%), "
+                             "crystals 20, reflections 3617")
+
+
+def test_a_followed_stream_that_is_truncated_or_replaced_is_an_error(growing):
+    path, data = growing
+    half = data.index(BEGIN, len(data) // 2)
+    for change in ("truncate", "replace"):
+        path.write_bytes(data[:half])
+
+        def change_it(change=change):
+            time.sleep(0.3)
+            if change == "truncate":
+                os.truncate(path, 1000)
+            else:
+                path.with_name("new").write_bytes(data)
+                os.replace(path.with_name("new"), path)
+
+        thread = threading.Thread(target=change_it, daemon=True)
+        thread.start()
+        with pytest.raises(StreamFormatError, match=f"{change}d? .*while it was followed") as e:
+            with read_stream(path, follow=Follow(idle=5)) as r:
+                list(r)
+        thread.join()
+        assert e.value.path == str(path)
+
+
+def test_follow_refuses_what_cannot_be_followed(growing, tmp_path, capsys):
+    import gzip
+
+    path, data = growing
+    path.write_bytes(data)
+    gz = tmp_path / "live.stream.gz"
+    gz.write_bytes(gzip.compress(data))
+    out = str(tmp_path / "out.stream")
+    cases = [
+        (["reintegrate", str(path), "-o", out, "--follow", "--resume"], "--resume"),
+        (["reintegrate", str(path), "-o", out, "--follow", "--dask", "local"], "--dask"),
+        (["reintegrate", "-", "-o", out, "--follow"], "standard input"),
+        (["info", str(gz), "--follow"], "compressed"),
+        (["info", str(path), "--follow", "--idle", "-1"], "--idle"),
+    ]
+    for argv, why in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert why in err and "error" in err
+    assert not Path(out).exists()
