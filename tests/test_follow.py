@@ -9,6 +9,7 @@ that stops inside a chunk.  A file truncated or replaced while it is followed is
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -44,21 +45,23 @@ def _cuts(data: bytes, seed: int) -> list[int]:
 
 
 class Writer(threading.Thread):
-    """Appends ``data`` to ``path`` in pieces ending at :func:`_cuts`, pausing after each (0,
-    10 or 250 ms, fixed seed), as indexamajig appends chunks; stops at ``stop_at`` bytes."""
+    """Appends ``data[start_at:stop_at]`` to ``path`` (emptied first when ``start_at`` is 0)
+    in pieces ending at :func:`_cuts`, pausing after each (0, 10 or 250 ms, fixed seed), as
+    indexamajig appends chunks."""
 
-    def __init__(self, path: Path, data: bytes, *, seed: int = 1,
+    def __init__(self, path: Path, data: bytes, *, seed: int = 1, start_at: int = 0,
                  stop_at: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.path, self.data, self.seed = path, data, seed
+        self.path, self.data, self.seed, self.start_at = path, data, seed, start_at
         self.stop_at = len(data) if stop_at is None else stop_at
-        path.write_bytes(b"")
+        if not start_at:
+            path.write_bytes(b"")
 
     def run(self) -> None:
         rng = random.Random(self.seed)
-        at = 0
+        at = self.start_at
         with open(self.path, "ab") as f:
-            for cut in [c for c in _cuts(self.data, self.seed) if c < self.stop_at] + [
+            for cut in [c for c in _cuts(self.data, self.seed) if at < c < self.stop_at] + [
                     self.stop_at]:
                 f.write(self.data[at:cut])
                 f.flush()
@@ -179,7 +182,6 @@ def test_follow_refuses_what_cannot_be_followed(growing, tmp_path, capsys):
     gz.write_bytes(gzip.compress(data))
     out = str(tmp_path / "out.stream")
     cases = [
-        (["reintegrate", str(path), "-o", out, "--follow", "--resume"], "--resume"),
         (["reintegrate", str(path), "-o", out, "--follow", "--dask", "local"], "--dask"),
         (["reintegrate", "-", "-o", out, "--follow"], "standard input"),
         (["info", str(gz), "--follow"], "compressed"),
@@ -190,3 +192,51 @@ def test_follow_refuses_what_cannot_be_followed(growing, tmp_path, capsys):
         err = capsys.readouterr().err
         assert why in err and "error" in err
     assert not Path(out).exists()
+
+
+def test_an_interrupted_follow_resume_run_resumes_after_the_stream_grew(growing, capsys):
+    """--follow --resume: killed during the beamtime, run again later: the journal's input
+    has grown since its checkpoint, and the run continues there to the same bytes."""
+    from streamfilter.interrupt import clear_stop_requests
+    from streamfilter.pipeline import run as run_module
+
+    path, data = growing
+    half = [m.start() for m in re.finditer(BEGIN, data)][12] + 3000  # inside chunk 12
+    first = Writer(path, data, stop_at=half)
+    first.start()
+    out = path.with_name("out.stream")
+    real, added = run_module.ReintegrateSummary.add, []
+
+    def add_then_stop(self, result):
+        real(self, result)
+        added.append(1)
+        if len(added) == 8:
+            raise KeyboardInterrupt
+
+    run_module.ReintegrateSummary.add = add_then_stop
+    try:
+        assert _reintegrate(path, out, "--method", "crystfel", "--follow", "--idle", IDLE,
+                            "--resume", "--journal-every", "0") == 130
+    finally:
+        run_module.ReintegrateSummary.add = real
+        clear_stop_requests()
+    first.join()
+    journal = json.loads(Path(f"{out}.sfjournal").read_text())
+    resumed_at = journal["checkpoint"]["position"]["chunk"]
+    assert resumed_at == 7 and not out.exists()
+    rest = Writer(path, data, start_at=half, seed=5)
+    rest.start()
+    added.clear()
+    run_module.ReintegrateSummary.add = lambda self, result: (real(self, result),
+                                                              added.append(1))
+    try:
+        assert _reintegrate(path, out, "--method", "crystfel", "--follow", "--idle", IDLE,
+                            "--resume") == 0
+    finally:
+        run_module.ReintegrateSummary.add = real
+    rest.join()
+    assert len(added) == 20 - resumed_at  # it went on from the journal, not from the start
+    plain = path.with_name("plain.stream")
+    assert _reintegrate(path, plain, "--method", "crystfel", "-q") == 0
+    assert out.read_bytes() == plain.read_bytes()
+    assert not Path(f"{out}.sfjournal").exists() and not Path(f"{out}.partial").exists()

@@ -90,8 +90,10 @@ during a beamtime (--follow):
   only then and is byte-identical to a run on the finished stream; an incomplete last
   chunk is left out with the same warning and exit status. The check of the first frames
   waits for them likewise. A stream truncated, replaced or removed meanwhile is an error.
-  Works with -j N; not with --resume (a growing input cannot be identified by the
-  journal) or --dask.
+  Works with -j N (chunks go to the workers in batches, so the last few dozen are
+  integrated after the idle time) and with --resume: the journal records the input as it
+  was at each checkpoint, and the same command run again after an interruption continues
+  there if the input has only grown since. Not with --dask.
 """
 
 

@@ -257,11 +257,12 @@ def reintegrate(
         end line is there, and the run ends when the input has not grown for
         ``follow.idle`` seconds; the output is the same as a run on the finished input.
         The check before the run waits for its frames likewise.  Needs a regular,
-        uncompressed input file; not with ``resume`` or ``dask`` (:func:`_check_follow`).
+        uncompressed input file; not with ``dask``.  With ``resume`` a checkpoint records
+        the input as it was then, and the run resumes when the input has only grown since.
     """
     _refuse_overwrites(input_path, output_path, table)
     if follow is not None:
-        _check_follow(input_path, resume, dask)
+        _check_follow(input_path, dask)
     if resume:
         _check_resumable(input_path, output_path, table, dask)
     t0 = time.perf_counter()
@@ -308,6 +309,7 @@ def reintegrate(
                     batch_size=batch_size,
                     quiet=quiet,
                     interval=journal_every,
+                    follow=follow is not None,
                 )
             else:
                 _run(
@@ -469,11 +471,14 @@ def _run_resumable(
     batch_size: int,
     quiet: bool,
     interval: float,
+    follow: bool = False,
 ) -> None:
     """Like :func:`_run`, into ``OUT.partial`` with checkpoints in ``OUT.sfjournal``.
 
     A checkpoint is taken just before a chunk's new bytes are written: the output then
     holds everything before that chunk's begin line, and the input continues at that line.
+    A followed input (``follow``) may have grown since the checkpoint: its journal records
+    the input as it was then, and ``reader`` (which follows it) continues at that line.
     """
     from streamfilter import __version__
 
@@ -490,15 +495,16 @@ def _run_resumable(
     outputs = [output_path] + ([table] if table else [])
     record = read_journal(journal_path(output_path))
     got = InputIdentity(**record["input"]) if record is not None else None
-    if got is not None and (got.size, got.mtime_ns, got.head_sha256) == (
-        identity.size,
-        identity.mtime_ns,
-        identity.head_sha256,
+    if got is not None and (
+        (got.size, got.mtime_ns, got.head_sha256)
+        == (identity.size, identity.mtime_ns, identity.head_sha256)
+        or (follow and got.grown_into(input_path))
     ):  # checked before the run takes the partial files over (start() checks the rest)
         _check_position(input_path, record["checkpoint"]["position"], journal_path(output_path))
+    size, count = (None, None) if follow else (identity.size, input_path)
     with (
-        ResumableRun(outputs, identity, digest, interval=interval) as run,
-        byte_progress(identity.size, "reintegrate", quiet, count=input_path) as bar,
+        ResumableRun(outputs, identity, digest, interval=interval, growing=follow) as run,
+        byte_progress(size, "reintegrate", quiet, count=count) as bar,
     ):
         cp = run.start()
         writer = StreamWriter(run.files[0])
@@ -507,7 +513,7 @@ def _run_resumable(
             writer.write(add_provenance(reader.header, config))
             source = reader
         else:
-            source = _continue_reader(input_path, identity, cp, config.keep_going)
+            source = _continue_reader(input_path, identity, cp, config.keep_going, reader, follow)
             header_end, pos = cp.position["header_end"], cp.position["offset"]
             summary.counters.update(cp.state.get("counters", {}))
             summary.passed_through.extend(cp.state.get("passed_through", []))
@@ -564,12 +570,22 @@ def _check_position(input_path: str, position: Any, journal: Any) -> None:
 
 
 def _continue_reader(
-    input_path: str, identity: InputIdentity, cp: Checkpoint, keep_going: bool
+    input_path: str,
+    identity: InputIdentity,
+    cp: Checkpoint,
+    keep_going: bool,
+    reader: StreamReader,
+    follow: bool,
 ) -> StreamReader:
-    """A reader over the input from the journaled chunk on (the header is read too)."""
+    """A reader over the input from the journaled chunk on (the header is read too); for a
+    followed input, ``reader`` (which follows it) moved there."""
     from streamfilter.stream.index import read_range_bytes
 
     at = cp.position
+    if follow:
+        reader.continue_at(at["offset"], at["chunk"], at["line"])
+        reader.version = at["version"]
+        return reader
     reader = read_range_bytes(
         input_path,
         at["header_end"],
@@ -605,21 +621,10 @@ def _refuse_overwrites(input_path: str, output_path: str, table: str | None) -> 
                 )
 
 
-def _check_follow(input_path: str, resume: bool, dask: str | None) -> None:
-    """What ``--follow`` does not combine with.
-
-    ``--resume``: its journal identifies the input by size, modification time and first MiB,
-    which a growing stream changes at every chunk, so a journal of a followed run could
-    never be resumed (and a run restarted after the stream grew must not trust it).
-    ``--dask``: its workers read chunk ranges from an index of the file taken at the start.
-    Standard input and ``.gz`` input are refused by the reader.
-    """
-    if resume:
-        raise StreamfilterError(
-            "--follow and --resume do not combine: the journal identifies the input by its "
-            "size and modification time, which change while the stream is being written; "
-            "an interrupted --follow run starts again from the first chunk"
-        )
+def _check_follow(input_path: str, dask: str | None) -> None:
+    """What ``--follow`` does not combine with: ``--dask``, whose workers read chunk ranges
+    from an index of the file taken at the start, and standard input (``.gz`` input is
+    refused by the reader)."""
     if dask is not None:
         raise StreamfilterError(
             "--follow does not work with --dask (its workers read chunk ranges of the "

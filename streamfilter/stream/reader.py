@@ -242,6 +242,18 @@ class StreamReader:
             raise StreamFormatError(self.path, None, None, f"cannot follow: {why}")
         return FileWatch(self._f.fileno(), self.path, follow)
 
+    def continue_at(self, offset: int, chunk_no: int, line_no: int) -> None:
+        """Read on from input byte ``offset``, the begin line of chunk ``chunk_no`` (0-based)
+        at line ``line_no`` (1-based), instead of the first chunk: a resumed run.  Only for a
+        regular, uncompressed file, before the iteration starts."""
+        if self._lines is None:
+            raise ValueError(f"{self.path}: can only continue in a regular, uncompressed file")
+        self._f.seek(offset)
+        self._offset, self._pos, self._end, self._eof = offset, 0, 0, False
+        self.bytes_read = offset
+        self._index = chunk_no
+        self._lines = _LineCounter(self._f.fileno(), self, offset, line_no)
+
     # -- low level -----------------------------------------------------------------------
     # self._buf[self._pos:self._end] is unconsumed input (the buffer is reused: bytes past
     # self._end are stale, so every search is bounded by it); offsets passed around below
