@@ -240,3 +240,35 @@ def test_an_interrupted_follow_resume_run_resumes_after_the_stream_grew(growing,
     assert _reintegrate(path, plain, "--method", "crystfel", "-q") == 0
     assert out.read_bytes() == plain.read_bytes()
     assert not Path(f"{out}.sfjournal").exists() and not Path(f"{out}.partial").exists()
+
+
+def test_sigterm_while_waiting_for_the_stream_stops_the_run_and_keeps_its_progress(growing):
+    """A batch system's time limit during a pause of the stream: exit 143, nothing at OUT,
+    the journal and partial output kept for --resume."""
+    import signal
+    import subprocess
+    import sys
+
+    path, data = growing
+    # 18 complete chunks: more than the 10 frames with peaks the check before the run reads
+    path.write_bytes(data[: [m.start() for m in re.finditer(BEGIN, data)][18] + 100])
+    out = path.with_name("out.stream")
+    journal = Path(f"{out}.sfjournal")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamfilter.cli", "reintegrate", str(path), "-o", str(out),
+         "--method", "crystfel", "-q", "--follow", "--idle", "600", "--resume",
+         "--journal-every", "0"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2400):  # until the checkpoint before the last chunk: then it waits
+            if proc.poll() is not None or (
+                    journal.exists()
+                    and json.loads(journal.read_text())["checkpoint"]["position"]["chunk"] == 17):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not out.exists() and journal.exists() and Path(f"{out}.partial").exists()
