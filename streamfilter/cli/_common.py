@@ -95,6 +95,42 @@ def add_progress_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_follow_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """``--follow [--idle SECONDS]``: read a stream that indexamajig is still writing
+    (:class:`streamfilter.stream.follow.Follow`; made by :func:`follow_of`)."""
+    from ..stream.follow import DEFAULT_IDLE
+
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help=f"the input is still being written (during a beamtime): {what} as chunks "
+        "are completed, and end when the file has not grown for --idle seconds (an "
+        "incomplete last chunk is then left out, as without --follow). Not for standard "
+        "input or .gz",
+    )
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=DEFAULT_IDLE,
+        metavar="SECONDS",
+        help=f"with --follow: seconds without growth that end the stream (default "
+        f"{DEFAULT_IDLE:g})",
+    )
+
+
+def follow_of(args: argparse.Namespace, on_wait=None):
+    """The :class:`~streamfilter.stream.follow.Follow` of ``--follow --idle`` (None without
+    ``--follow``); an error for a negative ``--idle``."""
+    from ..errors import StreamfilterError
+    from ..stream.follow import Follow
+
+    if not args.follow:
+        return None
+    if not args.idle >= 0:
+        raise StreamfilterError(f"--idle {args.idle:g}: must be 0 seconds or more")
+    return Follow(idle=args.idle, on_wait=on_wait)
+
+
 def int_radius(text: str) -> tuple[float, float, float]:
     """argparse type of ``--int-radius R1,R2,R3``
     (:func:`streamfilter.crystal.parse_int_radius`, the one place its rules live)."""

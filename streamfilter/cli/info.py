@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_progress_argument
+from ._common import add_follow_arguments, add_progress_argument, follow_of
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,16 +17,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("streams", nargs="+", metavar="STREAM", help="stream file(s), - for stdin")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON (- for stdout)")
     add_progress_argument(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_follow_arguments(p, "count chunks, print the counts so far (chunks, hits, indexed "
+                         "frames, crystals) on standard error each time the reading catches up "
+                         "with the writing, and print the report")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (and no counts so far with --follow)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
     from ..stream.info import format_info, stream_info
 
+    def live(line: str) -> None:
+        print(f"info: {time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+    follow = follow_of(args)
     results = []
     for path in args.streams:
-        info = stream_info(path, quiet=args.quiet)
+        info = stream_info(path, quiet=args.quiet, follow=follow,
+                           live=None if args.quiet else live)
         results.append(info)
         if args.json != "-":
             print(format_info(info))

@@ -9,7 +9,7 @@ from streamfilter.integrate import DEFAULT_METHOD, METHODS
 from streamfilter.pipeline.config import DEFAULT_RADII
 from streamfilter.pipeline.journal import DEFAULT_INTERVAL
 
-from ._common import add_frame_arguments, int_radius
+from ._common import add_follow_arguments, add_frame_arguments, follow_of, int_radius
 
 #: exit status of a run that wrote its output but left chunks with crystals not
 #: re-integrated (more than ``--allow-failed`` admits)
@@ -82,6 +82,18 @@ files of --resume (in the directory of OUT):
   (checked against the input and options) and gives output byte-identical to an
   uninterrupted run. A successful run renames OUT.partial to OUT and removes the journal;
   an error removes both. Delete both files to start afresh.
+
+during a beamtime (--follow):
+  IN may still be growing: each chunk is re-integrated once its "----- End chunk -----"
+  line is written, the file is looked at every second or so (never polled hot), and the run
+  ends when IN has not grown for --idle seconds (default 60). OUT is written (or renamed)
+  only then and is byte-identical to a run on the finished stream; an incomplete last
+  chunk is left out with the same warning and exit status. The check of the first frames
+  waits for them likewise. A stream truncated, replaced or removed meanwhile is an error.
+  Works with -j N (chunks go to the workers in batches, so the last few dozen are
+  integrated after the idle time) and with --resume: the journal records the input as it
+  was at each checkpoint, and the same command run again after an interruption continues
+  there if the input has only grown since. Not with --dask.
 """
 
 
@@ -151,6 +163,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ._common import add_progress_argument  # noqa: PLC0415 - one hunk for this option
 
     add_progress_argument(p)
+    add_follow_arguments(p, "re-integrate each chunk")
     p.add_argument(
         "--force",
         action="store_true",
@@ -245,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             failed=args.failed,
             warn=lambda message: print(message, file=sys.stderr),
             force=args.force,
+            follow=follow_of(args),
         )
     except BaseException as e:
         journal = journal_path(args.output)

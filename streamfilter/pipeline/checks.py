@@ -707,15 +707,19 @@ def check_stream(
     return out
 
 
-def sample_run(config: Any, stream_path: str, sample: int) -> CheckResult:
+def sample_run(config: Any, stream_path: str, sample: int, *, follow: Any = None) -> CheckResult:
     """The verdict on the first ``sample`` frames with found peaks of a stream that can be
     read, for a run about to start (``reintegrate`` stops on it unless ``--force``).  Chunks
-    or frames that cannot be used are skipped: the run reports them."""
+    or frames that cannot be used are skipped: the run reports them.  ``follow`` (a
+    :class:`~streamfilter.stream.follow.Follow`) waits for them in a stream being written."""
     from streamfilter.stream import read_stream
 
     check = RunCheck(Thresholds(sample=sample))
     looked = 0
-    with read_stream(stream_path, keep_going=True) as reader, config.frame_source() as source:
+    with (
+        read_stream(stream_path, keep_going=True, follow=follow) as reader,
+        config.frame_source() as source,
+    ):
         run = predictor(source.detector)
         for chunk in reader:
             try:

@@ -4,7 +4,9 @@ A resumable run writes each output ``OUT`` to ``OUT.partial`` (beside it, never 
 itself) and, every few seconds, records how far it got in ``OUT.sfjournal``:
 
 * the input it reads (path, size in bytes, modification time in ns, SHA-256 of its first
-  MiB),
+  MiB); for an input still being written (``--follow``) as it was at the checkpoint, and
+  such a journal is resumed when the input has only grown since (same first MiB, at least
+  as long, a chunk beginning at the journaled offset),
 * a digest of every option that changes the output bytes,
 * the position to continue from (chunk number, byte offset and line of that chunk's
   ``----- Begin chunk -----`` line in the input, format version in force there),
@@ -113,6 +115,17 @@ class InputIdentity:
             st = os.fstat(f.fileno())
             head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
         return cls(str(p), st.st_size, st.st_mtime_ns, head)
+
+    def grown_into(self, path: str | os.PathLike) -> bool:
+        """True if the file at ``path`` is this one, grown since (``--follow``): at least as
+        long, and the same first MiB (or as much of it as this identity had)."""
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                head = hashlib.sha256(f.read(min(self.size, HEAD_BYTES))).hexdigest()
+        except OSError:
+            return False
+        return st.st_size >= self.size and head == self.head_sha256
 
 
 @dataclass
@@ -292,6 +305,10 @@ class ResumableRun:
         :func:`options_digest` of everything that shapes the output.
     interval : float
         Seconds between checkpoints (0: at every opportunity).
+    growing : bool
+        The input is still being written (``--follow``): each checkpoint records the
+        input's identity anew, and a journal is resumed when the input is the journaled
+        one grown since (:meth:`InputIdentity.grown_into`), not only when it is unchanged.
     """
 
     def __init__(
@@ -301,8 +318,10 @@ class ResumableRun:
         options: str,
         *,
         interval: float = DEFAULT_INTERVAL,
+        growing: bool = False,
     ) -> None:
         self.outputs = [str(o) for o in outputs]
+        self.growing = growing
         self.identity = identity
         self.options = options
         self.interval = interval
@@ -370,10 +389,14 @@ class ResumableRun:
         me = self.identity
         if Path(got.path).name != Path(me.path).name:
             raise StreamfilterError(f"{where} reading {got.path}, not {me.path}{fix}")
-        if (got.size, got.mtime_ns, got.head_sha256) != (me.size, me.mtime_ns, me.head_sha256):
+        if self.growing and got.grown_into(me.path):
+            pass  # a stream still being written: it grew after the checkpoint
+        elif (got.size, got.mtime_ns, got.head_sha256) != (me.size, me.mtime_ns, me.head_sha256):
             raise StreamfilterError(
                 f"{where}: its input {me.path} changed since (size {got.size} -> {me.size} "
-                f"bytes, mtime {got.mtime_ns} -> {me.mtime_ns} ns){fix}"
+                f"bytes, mtime {got.mtime_ns} -> {me.mtime_ns} ns)"
+                + ("; it only grew: add --follow for a stream still being written"
+                   if got.grown_into(me.path) else "") + fix
             )
         if record.get("options") != self.options:
             raise StreamfilterError(
@@ -408,6 +431,8 @@ class ResumableRun:
 
     def _checkpoint(self, position: dict[str, Any], state: dict[str, Any] | None) -> None:
         sizes = [p.sync() for p in self._partials]
+        if self.growing:  # the input as it is now, so that a resumed run finds it grown
+            self.identity = InputIdentity.of(self.identity.path)
         record = {
             "format": JOURNAL_FORMAT,
             "version": JOURNAL_VERSION,

@@ -48,6 +48,7 @@ from streamfilter.pipeline.journal import (
 from streamfilter.pipeline.step import TABLE_COLUMNS, ChunkResult
 from streamfilter.progress import byte_progress, input_size
 from streamfilter.stream import (
+    Follow,
     StreamHeader,
     StreamReader,
     StreamWriter,
@@ -211,6 +212,7 @@ def reintegrate(
     warn: Callable[[str], None] | None = None,
     force: bool = False,
     check_sample: int = CHECK_SAMPLE,
+    follow: Follow | None = None,
 ) -> ReintegrateSummary:
     """Re-integrate ``input_path`` into ``output_path`` (``-`` for stdin/stdout).
 
@@ -250,8 +252,17 @@ def reintegrate(
     force : re-integrate even when the geometry or the frames do not match the stream
         (the check before the run, :func:`preflight`)
     check_sample : frames with found peaks that check looks at (0: no check)
+    follow : read an input that is still being written (``--follow``,
+        :class:`~streamfilter.stream.follow.Follow`): each chunk is re-integrated once its
+        end line is there, and the run ends when the input has not grown for
+        ``follow.idle`` seconds; the output is the same as a run on the finished input.
+        The check before the run waits for its frames likewise.  Needs a regular,
+        uncompressed input file; not with ``dask``.  With ``resume`` a checkpoint records
+        the input as it was then, and the run resumes when the input has only grown since.
     """
     _refuse_overwrites(input_path, output_path, table)
+    if follow is not None:
+        _check_follow(input_path, dask)
     if resume:
         _check_resumable(input_path, output_path, table, dask)
     t0 = time.perf_counter()
@@ -268,7 +279,7 @@ def reintegrate(
     ):
         raise StreamfilterError(f"{failed_path}: --failed would overwrite the input or an output")
     try:
-        with read_stream(input_path, keep_going=keep_going) as reader:
+        with read_stream(input_path, keep_going=keep_going, follow=follow) as reader:
             config = config_for(
                 reader.header,
                 input_path,
@@ -284,7 +295,7 @@ def reintegrate(
             _check_geometry(config, reader.header, input_path, geometry)
             config.integration()  # refuses options the method does not use, before any output
             _check_crystfel_version(config, reader.header, input_path, warn or warnings.warn)
-            summary.check = preflight(config, input_path, check_sample, force)
+            summary.check = preflight(config, input_path, check_sample, force, follow)
             summary.config = config
             if resume:
                 _run_resumable(
@@ -298,6 +309,7 @@ def reintegrate(
                     batch_size=batch_size,
                     quiet=quiet,
                     interval=journal_every,
+                    follow=follow is not None,
                 )
             else:
                 _run(
@@ -311,6 +323,7 @@ def reintegrate(
                     dask=dask,
                     batch_size=batch_size,
                     quiet=quiet,
+                    follow=follow is not None,
                 )
                 if output_path != "-":
                     clear_stale(output_path)  # an interrupted --resume run's leftovers
@@ -325,7 +338,13 @@ def reintegrate(
     return summary
 
 
-def preflight(config: ReintegrateConfig, input_path: str, sample: int, force: bool) -> Any:
+def preflight(
+    config: ReintegrateConfig,
+    input_path: str,
+    sample: int,
+    force: bool,
+    follow: Follow | None = None,
+) -> Any:
     """Do the geometry and the frames match the stream?  Measured on the first ``sample``
     frames with found peaks that can be read (:class:`streamfilter.pipeline.checks.RunCheck`:
     re-predicted reflections against the stream's found peaks, found peaks on bright pixels).
@@ -334,12 +353,13 @@ def preflight(config: ReintegrateConfig, input_path: str, sample: int, force: bo
     checked: ``sample`` 0, or standard input, which cannot be read twice).  Raises
     :class:`StreamfilterError` naming the figures when they do not match, unless ``force``.
     Frames that cannot be read are left to the run (they are passed through and listed).
+    With ``follow`` the check waits for its frames in an input still being written.
     """
     if sample <= 0 or input_path == "-":
         return None
     from streamfilter.pipeline.checks import sample_run
 
-    result = sample_run(config, input_path, sample)
+    result = sample_run(config, input_path, sample, follow=follow)
     if not result.ok and not force:
         raise StreamfilterError(
             f"{input_path}: the geometry or the frames do not match the stream; nothing was "
@@ -390,14 +410,15 @@ def _run(
     dask: str | None,
     batch_size: int,
     quiet: bool,
+    follow: bool = False,
 ) -> None:
-    """One pass over the input into temporary outputs renamed at the end."""
+    """One pass over the input into temporary outputs renamed at the end.  A followed input
+    grows: its size and number of frames at the start are no total for the progress."""
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(StreamWriter(output_path))
         table_writer = _TableWriter(stack.enter_context(atomic_output(table))) if table else None
-        bar = stack.enter_context(
-            byte_progress(input_size(input_path), "reintegrate", quiet, count=input_path)
-        )
+        size, count = (None, None) if follow else (input_size(input_path), input_path)
+        bar = stack.enter_context(byte_progress(size, "reintegrate", quiet, count=count))
         writer.write(add_provenance(reader.header, config))
         if dask is not None and input_size(input_path) is not None:
             # Workers read their chunk ranges from the file; the client only the index.
@@ -450,11 +471,14 @@ def _run_resumable(
     batch_size: int,
     quiet: bool,
     interval: float,
+    follow: bool = False,
 ) -> None:
     """Like :func:`_run`, into ``OUT.partial`` with checkpoints in ``OUT.sfjournal``.
 
     A checkpoint is taken just before a chunk's new bytes are written: the output then
     holds everything before that chunk's begin line, and the input continues at that line.
+    A followed input (``follow``) may have grown since the checkpoint: its journal records
+    the input as it was then, and ``reader`` (which follows it) continues at that line.
     """
     from streamfilter import __version__
 
@@ -471,15 +495,16 @@ def _run_resumable(
     outputs = [output_path] + ([table] if table else [])
     record = read_journal(journal_path(output_path))
     got = InputIdentity(**record["input"]) if record is not None else None
-    if got is not None and (got.size, got.mtime_ns, got.head_sha256) == (
-        identity.size,
-        identity.mtime_ns,
-        identity.head_sha256,
+    if got is not None and (
+        (got.size, got.mtime_ns, got.head_sha256)
+        == (identity.size, identity.mtime_ns, identity.head_sha256)
+        or (follow and got.grown_into(input_path))
     ):  # checked before the run takes the partial files over (start() checks the rest)
         _check_position(input_path, record["checkpoint"]["position"], journal_path(output_path))
+    size, count = (None, None) if follow else (identity.size, input_path)
     with (
-        ResumableRun(outputs, identity, digest, interval=interval) as run,
-        byte_progress(identity.size, "reintegrate", quiet, count=input_path) as bar,
+        ResumableRun(outputs, identity, digest, interval=interval, growing=follow) as run,
+        byte_progress(size, "reintegrate", quiet, count=count) as bar,
     ):
         cp = run.start()
         writer = StreamWriter(run.files[0])
@@ -488,7 +513,7 @@ def _run_resumable(
             writer.write(add_provenance(reader.header, config))
             source = reader
         else:
-            source = _continue_reader(input_path, identity, cp, config.keep_going)
+            source = _continue_reader(input_path, identity, cp, config.keep_going, reader, follow)
             header_end, pos = cp.position["header_end"], cp.position["offset"]
             summary.counters.update(cp.state.get("counters", {}))
             summary.passed_through.extend(cp.state.get("passed_through", []))
@@ -545,12 +570,22 @@ def _check_position(input_path: str, position: Any, journal: Any) -> None:
 
 
 def _continue_reader(
-    input_path: str, identity: InputIdentity, cp: Checkpoint, keep_going: bool
+    input_path: str,
+    identity: InputIdentity,
+    cp: Checkpoint,
+    keep_going: bool,
+    reader: StreamReader,
+    follow: bool,
 ) -> StreamReader:
-    """A reader over the input from the journaled chunk on (the header is read too)."""
+    """A reader over the input from the journaled chunk on (the header is read too); for a
+    followed input, ``reader`` (which follows it) moved there."""
     from streamfilter.stream.index import read_range_bytes
 
     at = cp.position
+    if follow:
+        reader.continue_at(at["offset"], at["chunk"], at["line"])
+        reader.version = at["version"]
+        return reader
     reader = read_range_bytes(
         input_path,
         at["header_end"],
@@ -584,6 +619,22 @@ def _refuse_overwrites(input_path: str, output_path: str, table: str | None) -> 
                     f"{p}: the input is named like the output's partial "
                     "file or journal; refusing to overwrite it"
                 )
+
+
+def _check_follow(input_path: str, dask: str | None) -> None:
+    """What ``--follow`` does not combine with: ``--dask``, whose workers read chunk ranges
+    from an index of the file taken at the start, and standard input (``.gz`` input is
+    refused by the reader)."""
+    if dask is not None:
+        raise StreamfilterError(
+            "--follow does not work with --dask (its workers read chunk ranges of the "
+            "finished file); use -j N"
+        )
+    if input_path == "-":
+        raise StreamfilterError(
+            "--follow follows a file that is being written; standard input is read until "
+            "it ends without it"
+        )
 
 
 def _check_resumable(

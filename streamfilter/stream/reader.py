@@ -35,6 +35,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import StreamFormatError
+from .follow import FileWatch, Follow
 from .model import (
     BEGIN_CELL,
     BEGIN_CHUNK,
@@ -52,7 +53,11 @@ STREAM_MAGIC = b"CrystFEL stream format "
 # the letter of "Begin" / "End" that the chunk scan looks for sits 6 bytes into the chunk
 # markers and 4 into the crystal markers
 assert BEGIN_CHUNK.index(b"B") == END_CHUNK.index(b"E") == 6
-_LONGEST = max(len(BEGIN_CHUNK), len(END_CHUNK))
+# bytes a chunk marker reaches past the letter the scan finds: a candidate letter closer than
+# that to the end of the input read so far may belong to a marker cut off there (read on);
+# one farther away is decided at once (so a followed stream's last chunk is handed out as
+# soon as its end line is there)
+_REACH_B, _REACH_E = len(BEGIN_CHUNK) - 6, len(END_CHUNK) - 6
 
 
 def _count_newlines(data: bytes | memoryview) -> int:
@@ -183,16 +188,24 @@ class StreamReader:
     incomplete_tail : IncompleteTail or None
         After iteration: where the incomplete last chunk began, if the file ends inside one
         (it was not yielded).
+    follow : Follow or None
+        Follow a file that is still being written (:mod:`streamfilter.stream.follow`): at
+        the end of the file, wait for more until it has not grown for ``follow.idle``
+        seconds; then end as at the end of any file.  Needs a regular, uncompressed file.
     """
 
     def __init__(self, source: str | os.PathLike | BinaryIO, *, keep_going: bool = False,
-                 name: str | None = None, incomplete_tail_error: bool = False) -> None:
+                 name: str | None = None, incomplete_tail_error: bool = False,
+                 follow: Follow | None = None) -> None:
         if isinstance(source, (str, os.PathLike)):
             self._f, self.path = open_binary(source)
             self._own = str(source) != "-"
         else:
             self._f, self.path, self._own = source, name or getattr(source, "name", "<stream>"), \
                 False
+        self._watch: FileWatch | None = None
+        if follow is not None:
+            self._watch = self._follow(source, follow)
         self.keep_going = keep_going
         self.incomplete_tail_error = incomplete_tail_error
         self.incomplete_tail: IncompleteTail | None = None
@@ -212,6 +225,34 @@ class StreamReader:
                 os.fstat(self._f.fileno()).st_mode):
             self._lines = _LineCounter(self._f.fileno(), self, self._offset + self._pos,
                                        self._line)
+
+    def _follow(self, source: object, follow: Follow) -> FileWatch:
+        """The watch over a followed stream: a regular, uncompressed file named by a path."""
+        why = None
+        if not isinstance(source, (str, os.PathLike)) or str(source) == "-":
+            why = ("standard input is read until it ends anyway; follow a file that is "
+                   "being written")
+        elif not isinstance(self._f, io.BufferedReader):
+            why = "a compressed stream cannot be followed while it is written"
+        elif not stat.S_ISREG(os.fstat(self._f.fileno()).st_mode):
+            why = "not a regular file"
+        if why is not None:
+            if self._own:
+                self._f.close()
+            raise StreamFormatError(self.path, None, None, f"cannot follow: {why}")
+        return FileWatch(self._f.fileno(), self.path, follow)
+
+    def continue_at(self, offset: int, chunk_no: int, line_no: int) -> None:
+        """Read on from input byte ``offset``, the begin line of chunk ``chunk_no`` (0-based)
+        at line ``line_no`` (1-based), instead of the first chunk: a resumed run.  Only for a
+        regular, uncompressed file, before the iteration starts."""
+        if self._lines is None:
+            raise ValueError(f"{self.path}: can only continue in a regular, uncompressed file")
+        self._f.seek(offset)
+        self._offset, self._pos, self._end, self._eof = offset, 0, 0, False
+        self.bytes_read = offset
+        self._index = chunk_no
+        self._lines = _LineCounter(self._f.fileno(), self, offset, line_no)
 
     # -- low level -----------------------------------------------------------------------
     # self._buf[self._pos:self._end] is unconsumed input (the buffer is reused: bytes past
@@ -237,10 +278,18 @@ class StreamReader:
             self._buf[:keep] = self._view[self._pos:self._end].tobytes()
         self._offset += self._pos
         self._pos, self._end = 0, keep
-        try:
-            n = self._f.readinto(self._view[keep:keep + BLOCK_SIZE])
-        except (OSError, EOFError) as e:  # truncated gzip etc.
-            raise StreamFormatError(self.path, None, None, f"read error: {e}") from None
+        while True:
+            try:
+                n = self._f.readinto(self._view[keep:keep + BLOCK_SIZE])
+            except (OSError, EOFError) as e:  # truncated gzip etc.
+                raise StreamFormatError(self.path, None, None, f"read error: {e}") from None
+            if self._watch is None:
+                break
+            if n:
+                self._watch.grew()
+                break
+            if not self._watch.wait_past(self.bytes_read):  # idle: the end of the stream
+                break
         if not n:
             self._eof = True
             return False
@@ -287,13 +336,14 @@ class StreamReader:
         scanned = len(BEGIN_CHUNK)  # candidates before this relative offset are done
         while True:
             buf, base, stop = self._buf, self._pos, self._end
-            limit = stop - _LONGEST  # a candidate past this may be cut off: read on
+            # a candidate past these may be cut off: read on
+            limit_b, limit_e = stop - _REACH_B, stop - _REACH_E
             find = buf.find
             e = find(b"E", base + scanned, stop)
             b = find(b"B", base + scanned, stop)
             while e >= 0 or b >= 0:
                 q = e if b < 0 or 0 <= e < b else b
-                if q > limit and not self._eof:
+                if q > (limit_e if q == e else limit_b) and not self._eof:
                     break
                 if buf.startswith(b"--- ", q - 4):
                     if buf[q - 5] == 10:
@@ -468,14 +518,17 @@ class StreamReader:
 
 
 def read_stream(source: str | os.PathLike | BinaryIO, *, keep_going: bool = False,
-                incomplete_tail_error: bool = False) -> StreamReader:
+                incomplete_tail_error: bool = False,
+                follow: Follow | None = None) -> StreamReader:
     """Open a CrystFEL stream for chunk-by-chunk reading (see :class:`StreamReader`).
 
     ``source`` may be a path (``*.gz`` is decompressed), ``"-"`` for standard input, or a
     binary file object.  Use as ``with read_stream(p) as r: for chunk in r: ...``.
+    ``follow`` reads a file that is still being written up to its end
+    (:class:`~streamfilter.stream.follow.Follow`).
     """
     return StreamReader(source, keep_going=keep_going,
-                        incomplete_tail_error=incomplete_tail_error)
+                        incomplete_tail_error=incomplete_tail_error, follow=follow)
 
 
 def stream_from_bytes(data: bytes, name: str = "<bytes>", **kw) -> StreamReader:
