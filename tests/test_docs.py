@@ -61,6 +61,29 @@ def test_every_option_of_every_command_is_documented(command):
     assert not missing, f"{page.name} does not mention {missing}"
 
 
+def _anchors(markdown: str) -> set[str]:
+    """The ids Python-Markdown's toc extension gives the headings (code spans as text)."""
+    from markdown.extensions.toc import slugify  # mkdocs' dependency
+
+    return {slugify(re.sub(r"[`*]", "", h), "-")
+            for h in re.findall(r"^#+ (.+)$", markdown, re.M)}
+
+
+def test_readme_links_into_docs_resolve():
+    """The README's links point at existing files and, for docs pages, existing headings."""
+    if importlib.util.find_spec("markdown") is None:
+        pytest.skip("markdown (mkdocs' dependency) is not installed")
+    links = re.findall(r"\]\(([^)\s]+)\)", README)
+    local = [link for link in links if "://" not in link]
+    assert any(link.startswith("docs/") for link in local)
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = REPO / path
+        assert target.exists(), f"README links to {link}: no such file"
+        if anchor and target.suffix == ".md":
+            assert anchor in _anchors(target.read_text()), f"README links to {link}: no heading"
+
+
 def _transcript(text: str) -> list[tuple[str, list[str]]]:
     """(command, shown output lines) of every ``$ streamfilter …`` line in the page's blocks."""
     steps: list[tuple[str, list[str]]] = []
@@ -107,3 +130,6 @@ def test_demo_output_on_the_page_is_what_the_demo_prints():
         return [re.sub(r"\(\d+\.\d s\)", "(t)", line).rstrip() for line in text.splitlines()]
 
     assert untimed(proc.stdout + proc.stderr) == untimed(shown)
+    # the README quotes the header and the last rows of the same table
+    quoted = re.search(r"The last rows:\n\n```\n(.*?)```", README, re.S).group(1)
+    assert set(untimed(quoted)) <= set(untimed(shown))

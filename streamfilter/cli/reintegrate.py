@@ -54,7 +54,7 @@ methods:
             background-model error and the profile-shape error measured on the strong
             spots; a reflection keeps the robust sum when its sigma is smaller. Needs
             --background radial.
-  How accurate each method is against the truth of the reference data: README, Accuracy.
+  How accurate each method is, and when to choose which: docs/methods.md.
 
 failures and interruptions:
   A chunk whose frame cannot be read (missing or truncated file, wrong shape, event out of

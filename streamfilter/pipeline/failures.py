@@ -155,7 +155,7 @@ def default_failed_path(output: str) -> str | None:
 
 
 def write_failed(path: str, failed: list[FailedChunk], input_path: str) -> None:
-    """Write the list of chunks not re-integrated (tab-separated, see the README), replacing
+    """Write the list of chunks not re-integrated (tab-separated, see docs/formats.md), replacing
     the file atomically."""
     text = [
         FAILED_HEADER,

@@ -75,7 +75,7 @@ class _Counts:
 
 def stream_info(path: str | os.PathLike, *, quiet: bool = True, follow: Follow | None = None,
                 live: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Counts and summaries of one stream (see the README for every key).
+    """Counts and summaries of one stream (every key is listed in docs/commands/info.md).
 
     Reflections and peaks are counted from their rows without parsing numbers, so this runs
     at close to the speed of reading the file; memory stays constant apart from seven
