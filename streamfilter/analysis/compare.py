@@ -42,7 +42,7 @@ computed exactly (:mod:`~streamfilter.analysis.obsstats`).  What stays in memory
 with the number of chunks and crystals (keys, chunk numbers, cells: tens of bytes each),
 not with reflections.  A gzip stream or standard input cannot be re-read at an offset: its
 crystals are held in memory (about 60 bytes per reflection row).  The plots draw at most
-200 000 pairs (every k-th one).
+50 000 pairs (every k-th one).
 
 Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU (those of
 reflection lists in whatever scale the lists have, e.g. partialator's).

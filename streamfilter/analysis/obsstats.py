@@ -27,11 +27,11 @@ import numpy as np
 from streamfilter.analysis.shells import Shells
 
 #: Rows read from a spill file at once.
-BLOCK = 1 << 20
+BLOCK = 1 << 16
 #: A median's candidates are read and sorted once there are at most this many.
 COLLECT = 1 << 16
 #: Most rows handed to the plots (per array).
-PLOT_ROWS = 200_000
+PLOT_ROWS = 50_000
 
 #: One matched pair: 1/d (nm^-1, crystal A), I_A, I_B, sigma_A, sigma_B (ADU).
 PAIR_DTYPE = np.dtype([("r", "f8"), ("ia", "f8"), ("ib", "f8"), ("sa", "f8"), ("sb", "f8")])
