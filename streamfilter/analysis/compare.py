@@ -88,7 +88,7 @@ from streamfilter.analysis.statistics import (
 from streamfilter.analysis.symmetry import PointGroup, point_group
 from streamfilter.crystal import Cell, choose_cell, d_A, read_cell
 from streamfilter.errors import StreamfilterError
-from streamfilter.stream.index import build_index, read_range
+from streamfilter.stream.index import build_index, read_chunks
 
 
 @dataclass
@@ -253,24 +253,12 @@ class _Side:
 
         def read(key: Any) -> list:
             out: list = []
-            for start, stop in _runs(chunks[key]):
-                with read_range(index, start, stop) as reader:
-                    for chunk in reader:
-                        out.extend(chunk_crystals(chunk))
+            with read_chunks(index, chunks[key]) as reader:
+                for chunk in reader:
+                    out.extend(chunk_crystals(chunk))
             return out
 
         return read
-
-
-def _runs(numbers: list[int]) -> list[tuple[int, int]]:
-    """Consecutive numbers as [start, stop) ranges."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and runs[-1][1] == n:
-            runs[-1][1] = n + 1
-        else:
-            runs.append([n, n + 1])
-    return [(a, b) for a, b in runs]
 
 
 def _seekable(path: str) -> bool:

@@ -70,7 +70,7 @@ class Spill:
         step = max(1, math.ceil(self.n / most))
         parts, offset = [], 0
         for block in self.blocks():
-            parts.append(block[(-offset) % step::step])
+            parts.append(block[(-offset) % step::step].copy())  # not a view: frees the block
             offset += block.size
         return np.concatenate(parts) if parts else np.zeros(0, self.dtype)
 
@@ -119,7 +119,6 @@ def exact_order_statistics(
     """
     todo = [_Target(g, k) for g, ks in ranks.items() for k in ks]
     done: dict[tuple[int, int], float] = {}
-    mask = np.uint64((1 << _BITS) - 1)
     while todo:
         hist = {t.key: np.zeros(1 << _BITS, np.int64) for t in todo if t.left > COLLECT}
         picked: dict[tuple[int, int], list[np.ndarray]] = {
@@ -132,21 +131,23 @@ def exact_order_statistics(
                 if t.key in picked:
                     picked[t.key].append(sel)
                 else:
-                    digit = (sel >> np.uint64(64 - t.bits - _BITS)) & mask
+                    width = min(_BITS, 64 - t.bits)
+                    digit = (sel >> np.uint64(64 - t.bits - width)) & np.uint64((1 << width) - 1)
                     hist[t.key] += np.bincount(digit.astype(np.int64), minlength=1 << _BITS)
         for t in todo:
             if t.key in picked:
                 cand = np.sort(np.concatenate(picked[t.key]))
                 done[t.key] = float(_from_image(cand[t.rank : t.rank + 1])[0])
                 continue
+            width = min(_BITS, 64 - t.bits)
             cum = np.cumsum(hist[t.key])
             digit = int(np.searchsorted(cum, t.rank, side="right"))
             t.rank -= int(cum[digit - 1]) if digit else 0
-            t.prefix = (t.prefix << _BITS) | digit
-            t.bits += _BITS
+            t.prefix = (t.prefix << width) | digit
+            t.bits += width
             t.left = int(hist[t.key][digit])
-            if t.bits >= 64 - _BITS + 4:  # the last 4 bits: read the few candidates left
-                t.left = 0
+            if t.bits == 64:  # every bit known: ties need not be read
+                done[t.key] = float(_from_image(np.array([t.prefix], np.uint64))[0])
         todo = [t for t in todo if t.key not in done]
     return done
 
