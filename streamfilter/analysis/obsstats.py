@@ -36,6 +36,7 @@ PLOT_ROWS = 50_000
 #: One matched pair: 1/d (nm^-1, crystal A), I_A, I_B, sigma_A, sigma_B (ADU).
 PAIR_DTYPE = np.dtype([("r", "f8"), ("ia", "f8"), ("ib", "f8"), ("sa", "f8"), ("sb", "f8")])
 _BITS = 12
+_EMPTY = np.zeros(0, np.uint64)
 
 
 class Spill:
@@ -101,8 +102,8 @@ class _Target:
         self.prefix, self.bits = 0, 0
         self.left = COLLECT + 1  # candidates left (unknown at first)
 
-    def candidates(self, g: np.ndarray, u: np.ndarray) -> np.ndarray:
-        sel = u[g == self.group]
+    def candidates(self, groups: dict[int, np.ndarray]) -> np.ndarray:
+        sel = groups.get(self.group, _EMPTY)
         if self.bits:
             sel = sel[(sel >> np.uint64(64 - self.bits)) == np.uint64(self.prefix)]
         return sel
@@ -125,9 +126,9 @@ def exact_order_statistics(
             t.key: [] for t in todo if t.left <= COLLECT
         }
         for g, v in values():
-            u = _image(v)
+            groups = dict(_by_group(g, _image(v)))
             for t in todo:
-                sel = t.candidates(g, u)
+                sel = t.candidates(groups)
                 if t.key in picked:
                     picked[t.key].append(sel)
                 else:
@@ -150,6 +151,19 @@ def exact_order_statistics(
                 done[t.key] = float(_from_image(np.array([t.prefix], np.uint64))[0])
         todo = [t for t in todo if t.key not in done]
     return done
+
+
+def _by_group(g: np.ndarray, *columns: np.ndarray) -> Iterator[tuple[int, ...]]:
+    """(group, column slices...) for each group present in ``g`` (values >= 0), the rows of
+    each group in their original order (a stable sort: same sums as boolean selection)."""
+    order = np.argsort(g, kind="stable")
+    gs = g[order]
+    cols = [c[order] for c in columns]
+    present = np.unique(gs[gs >= 0])
+    starts = np.searchsorted(gs, present, side="left")
+    stops = np.searchsorted(gs, present, side="right")
+    for grp, a, b in zip(present.tolist(), starts.tolist(), stops.tolist(), strict=True):
+        yield (grp, *(c[a:b] for c in cols))
 
 
 def _median_ranks(n: int) -> list[int]:
@@ -185,27 +199,27 @@ def _ratio_values(pairs: Spill, shells: Shells, stat: str):
     return values
 
 
-def _selections(j: np.ndarray, n_shells: int) -> Iterator[tuple[int, slice | np.ndarray]]:
-    for s in range(n_shells):
-        yield s, j == s
-    yield n_shells, slice(None)
+def _per_shell(shells: Shells, r: np.ndarray, a: np.ndarray, c: np.ndarray):
+    """(shell, A, B) per shell present, then (``shells.n``, every A, every B)."""
+    yield from _by_group(shells.assign(r), a, c)
+    yield shells.n, a, c
 
 
 def _pearson(pairs: Spill, shells: Shells, stat: str) -> list[float]:
     """Pearson CC per shell and overall (last), as :func:`statistics.pearson` computes it."""
     m = shells.n + 1
     n, sx, sy = np.zeros(m, np.int64), np.zeros(m), np.zeros(m)
-    for r, a, c in _blocks(pairs, stat):
-        for s, sel in _selections(shells.assign(r), shells.n):
-            n[s] += a[sel].size
-            sx[s] += float(np.add.reduce(a[sel]))
-            sy[s] += float(np.add.reduce(c[sel]))
+    for block in _blocks(pairs, stat):
+        for s, x, y in _per_shell(shells, *block):
+            n[s] += x.size
+            sx[s] += float(np.add.reduce(x))
+            sy[s] += float(np.add.reduce(y))
     with np.errstate(invalid="ignore", divide="ignore"):
         mx, my = sx / n, sy / n
     sxx, syy, sxy = np.zeros(m), np.zeros(m), np.zeros(m)
-    for r, a, c in _blocks(pairs, stat):
-        for s, sel in _selections(shells.assign(r), shells.n):
-            dx, dy = a[sel] - mx[s], c[sel] - my[s]
+    for block in _blocks(pairs, stat):
+        for s, x, y in _per_shell(shells, *block):
+            dx, dy = x - mx[s], y - my[s]
             sxx[s] += float(np.dot(dx, dx))
             syy[s] += float(np.dot(dy, dy))
             sxy[s] += float(np.dot(dx, dy))
