@@ -378,9 +378,10 @@ def _plot_pairs(found: MatchedObservations, a: _Side, b: _Side) -> ObservationPa
     p = found.pairs.sample()
     stride = max(1, math.ceil(found.pairs.n / PLOT_ROWS))
     isig = [s.isig.sample() if s.isig is not None else np.zeros(0) for s in (a, b)]
+    n_isig = max(s.isig.n if s.isig is not None else 0 for s in (a, b))
     return ObservationPairs(p["ia"], p["ib"], p["sa"], p["sb"], p["r"],
                             isig[0].astype(np.float64), isig[1].astype(np.float64),
-                            stride)  # fmt: skip
+                            stride, max(1, math.ceil(n_isig / PLOT_ROWS)))  # fmt: skip
 
 
 def _merged_report(

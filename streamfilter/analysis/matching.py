@@ -111,8 +111,8 @@ class ObservationPairs:
     I_a, I_b, sigma_a, sigma_b : float64 arrays, ADU
     one_over_d : float64 array, nm^-1 (from crystal A)
     I_over_sigma_a, I_over_sigma_b : I/sigma of the observations of each stream (histograms)
-    stride : int
-        1: every matched pair is here; k: one pair in k.
+    stride, isig_stride : int
+        1: every matched pair (every I/sigma value) is here; k: one in k.
     """
 
     I_a: np.ndarray  # noqa: N815
@@ -123,6 +123,7 @@ class ObservationPairs:
     I_over_sigma_a: np.ndarray  # noqa: N815
     I_over_sigma_b: np.ndarray  # noqa: N815
     stride: int = 1
+    isig_stride: int = 1
 
 
 class MatchedObservations:
