@@ -69,7 +69,9 @@ def chunk_text(
         f"photon_energy_eV = {info.photon_energy_eV:f}",
         "beam_divergence = 0.00e+00 rad",
         f"beam_bandwidth = {config.bandwidth:.2e} (fraction)",
-        *(f"header/float/{path} = {value:f}" for path, value in info.header.items()),
+        # indexamajig 0.12 prints the header value of the photon energy, not of clen
+        *(f"header/float/{path} = {value:f}" for path, value in info.header.items()
+          if path == info.energy_path),
         f"average_camera_length = {info.clen_m:f} m",
         f"num_peaks = {len(peaks)}",
         f"peak_resolution = {peak_res:f} nm^-1 or "

@@ -67,6 +67,7 @@ class FrameInfo:
     clen_m: float
     header: dict[str, float]
     gain: float
+    energy_path: str | None = None  # the header path of the photon energy, if any
 
 
 def frame_info(i: int, scene: Scene) -> FrameInfo:
@@ -95,7 +96,8 @@ def frame_info(i: int, scene: Scene) -> FrameInfo:
         "eiger": (f"{config.name}_master.h5", f"//{i}"),
         "cbf": (f"cbf/{config.name}_{i + 1:05d}.cbf", "//"),
     }[layout.file_format]
-    return FrameInfo(filename, event, energy, float(np.mean(clens)), header, float(gain))
+    return FrameInfo(filename, event, energy, float(np.mean(clens)), header, float(gain),
+                     layout.header_paths.get("photon_energy"))
 
 
 def _spots(scene: Scene, info: FrameInfo, rng: np.random.Generator) -> tuple:
