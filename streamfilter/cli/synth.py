@@ -14,6 +14,7 @@ DESCRIPTION = "Write a simulated data set with known truth."
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options, with the defaults of :class:`~streamfilter.synth.config.SynthConfig`."""
     from ..synth.config import SynthConfig  # light: the dataclass only
+    from ..synth.layouts import LAYOUT_NAMES  # light: geometry text only
 
     d = SynthConfig()
     p.add_argument("directory", help="output directory (created if needed)")
@@ -35,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--layout",
-        choices=("two-panel", "cspad", "agipd", "lpd", "jungfrau16m", "eiger16m", "pilatus"),
+        choices=LAYOUT_NAMES,
         default=None,
         help="detector layout and file format (default two-panel; see README)",
     )
