@@ -18,6 +18,13 @@ are read again each time).  Printed, all measured in this run:
   RSS        peak resident memory of the whole run (max over the main process and workers),
              default method, -j 2, for the 1x and the big repeated stream
   index      building the chunk index vs a plain read of the same file
+
+With ``--sets`` (e.g. ``--sets example,ref-small,cspad,agipd,pilatus-cbf``; ``all`` for every
+set found) the same is printed per data set instead (each set's stream repeated to at least
+``--frames`` frames): the floor (reading and decoding the frames with plain h5py or fabio),
+every method's -j 1 time as a ratio to it, every method's -j 2 speed-up, and a breakdown of
+the default method's time by stage (measured in this process, by wrapping the stage
+functions).
 """
 
 from __future__ import annotations
@@ -151,6 +158,7 @@ def _finish(proc: subprocess.Popen, out: Path) -> tuple[float, float]:
 def run(path: Path, *args: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB, main process and workers) of one reintegrate run."""
     out = OUT / "reint" / "out.stream"
+    out.parent.mkdir(parents=True, exist_ok=True)
     return _finish(_start(path, out, *args), out)
 
 
@@ -176,12 +184,179 @@ def index_vs_read(path: Path) -> tuple[float, float]:
     return plain, time.perf_counter() - t0
 
 
+SHARED = REPO.parent / "shared" / "data"
+SETS = {
+    "example": REPO / "stream_files" / "example.stream",
+    "ref-small": SHARED / "ref-small" / "lyso_dev_r345.stream",
+    "cspad": SHARED / "ref-detectors" / "cspad" / "cspad_r345.stream",
+    "agipd": SHARED / "ref-detectors" / "agipd" / "agipd_r345.stream",
+    "pilatus-cbf": SHARED / "ref-detectors" / "pilatus-cbf" / "pilatus-cbf_r345.stream",
+}
+METHODS = ("crystfel", "robust", "profile")
+
+
+def set_stream(name: str, min_frames: int) -> tuple[Path, list[str], int]:
+    """The set's stream repeated to at least ``min_frames`` chunks, beside links to everything
+    else in its folder (frames, geometry); the reintegrate arguments it needs (``-g`` when the
+    folder has one geometry file) and the number of copies."""
+    from streamfilter.stream import read_stream
+
+    src = SETS[name]
+    d = OUT / "sets" / name
+    d.mkdir(parents=True, exist_ok=True)
+    for f in src.parent.iterdir():
+        link = d / f.name
+        if f.suffix != ".stream" and not link.exists():
+            link.symlink_to(f)
+    with read_stream(src) as r:
+        header = r.header.raw
+        chunks = [c.raw for c in r]
+    copies = max(1, -(-min_frames // len(chunks)))
+    path = d / f"{src.stem}_x{copies}.stream"
+    if not path.exists():
+        path.write_bytes(header + b"".join(chunks) * copies)
+    geoms = sorted(src.parent.glob("*.geom"))
+    return path, (["-g", str(geoms[0])] if len(geoms) == 1 else []), copies
+
+
+def set_floor(path: Path, args: list[str]) -> tuple[float, int]:
+    """Read and decode every frame a stream's indexed chunks reference with the plain library
+    (h5py for HDF5, the event's index on the first axis; fabio for CBF), nothing else."""
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from streamfilter.geometry import parse_geometry
+    from streamfilter.stream import read_stream
+
+    t0 = time.perf_counter()
+    files: dict[str, h5py.File] = {}
+    n = 0
+    with read_stream(path) as r:
+        text = Path(args[1]).read_text() if args else r.header.geometry_text
+        data_path = parse_geometry(text).panels[0].data
+        for chunk in r:
+            if not chunk.crystals:
+                continue
+            name = path.parent / chunk.filename
+            if name.suffix in (".cbf", ".gz"):
+                import fabio
+
+                fabio.open(str(name)).data.astype("float32")
+            else:
+                f = files.get(chunk.filename)
+                if f is None:
+                    f = files[chunk.filename] = h5py.File(name, "r")
+                ev = [int(x) for x in (chunk.event or "//").split("//")[-1].split("/") if x]
+                ds = f[data_path]
+                (ds[tuple(ev)] if ev else ds[()]).astype("float32")
+            n += 1
+    for f in files.values():
+        f.close()
+    return time.perf_counter() - t0, n
+
+
+#: the default method's stages: (label, module, attribute); a method is wrapped on its class
+STAGES = (
+    ("read + decode frame", "streamfilter.frames.source", "FrameSource.load"),
+    ("predict", "streamfilter.pipeline.frame", "FrameIntegrator.predict"),
+    ("background fit", "streamfilter.integrate.robust", "_frame_model"),
+    ("robust boxes + sums", "streamfilter.integrate.robust", "_integrate_panel"),
+    ("profile learning", "streamfilter.integrate.profile", "_assign_profiles"),
+    ("profile fits", "streamfilter.integrate.profile", "_fit_panel"),
+    ("profile covariance", "streamfilter.integrate.profile", "_frame_covariance"),
+    ("profile finish", "streamfilter.integrate.profile", "_finish_panel"),
+)
+
+
+def stage_breakdown(path: Path, args: list[str]) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one default-method ``-j 1`` run in this process and the seconds spent
+    in each stage of :data:`STAGES` (a stage no longer found is left out)."""
+    import importlib
+
+    from streamfilter.cli import main as cli_main
+
+    spent: dict[str, float] = {}
+    undo = []
+    for label, module, attr in STAGES:
+        owner = importlib.import_module(module)
+        *outer, name = attr.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        fn = getattr(owner, name, None)
+        if fn is None:
+            continue
+
+        def timed(*a, _fn=fn, _label=label, **k):
+            t = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.perf_counter() - t
+
+        setattr(owner, name, timed)
+        undo.append((owner, name, fn))
+    out = OUT / "sets" / "stages.stream"
+    t0 = time.perf_counter()
+    try:
+        cli_main(["reintegrate", str(path), "-o", str(out), "-q", "-j", "1", *args])
+    finally:
+        wall = time.perf_counter() - t0
+        for owner, name, fn in undo:
+            setattr(owner, name, fn)
+        out.unlink(missing_ok=True)
+    return wall, spent
+
+
+def bench_sets(names: list[str], min_frames: int, runs: int) -> None:
+    """Per data set: floor, every method's -j 1 ratio and -j 2 speed-up, default's stages."""
+    print(f"per data set, each stream repeated to >= {min_frames} frames; floor and -j 1: "
+          f"fastest of {runs} interleaved runs; -j 2: one run")
+    for name in names:
+        if not SETS[name].is_file():
+            print(f"\n{name}: skipped ({SETS[name]} not found)")
+            continue
+        path, args, copies = set_stream(name, min_frames)
+        floors, j1 = [], {m: [] for m in METHODS}
+        for _ in range(runs):
+            floor, frames = set_floor(path, args)
+            floors.append(floor)
+            for m in METHODS:
+                j1[m].append(run(path, "-j", "1", "--method", m, *args)[0])
+        floor = min(floors)
+        print(f"\n{name}: {frames} frames ({copies} x {SETS[name].name}); floor "
+              f"{1000 * floor / frames:.1f} ms/frame")
+        print(f"{'method':10s}{'ms/frame':>10s}{'x floor':>9s}{'-j 2 speed-up':>15s}")
+        for m in METHODS:
+            t1 = min(j1[m])
+            t2 = run(path, "-j", "2", "--method", m, *args)[0]
+            print(f"{m:10s}{1000 * t1 / frames:10.1f}{t1 / floor:9.2f}{t1 / t2:15.2f}")
+        wall, spent = stage_breakdown(path, args)
+        print(f"default method by stage ({wall:.1f} s in this process):")
+        for label, _, _ in STAGES:
+            if label in spent:
+                print(f"  {label:22s}{1000 * spent[label] / frames:8.1f} ms/frame")
+        rest = wall - sum(spent.values())
+        print(f"  {'everything else':22s}{1000 * rest / frames:8.1f} ms/frame "
+              "(start-up, check, parse, write)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=4, help="copies of the stream for timing")
     ap.add_argument("--big", type=int, default=20, help="copies for the memory check")
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs of each timed case")
+    ap.add_argument("--sets", help="comma-separated data sets (or 'all'): per-set figures "
+                    f"instead; sets: {', '.join(SETS)}")
+    ap.add_argument("--frames", type=int, default=200, help="frames per set (--sets)")
     args = ap.parse_args()
+    if args.sets:
+        names = list(SETS) if args.sets == "all" else args.sets.split(",")
+        unknown = [n for n in names if n not in SETS]
+        if unknown:
+            ap.error(f"unknown set(s): {', '.join(unknown)}")
+        warm_up()
+        bench_sets(names, args.frames, args.runs)
+        return
     print(f"source: {source()}  (2 cores; every figure measured in this run)")
     path = repeated(args.repeat)
     warm_up()

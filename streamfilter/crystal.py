@@ -11,6 +11,7 @@ triple (:func:`parse_hkl`), so every command reads them the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -313,3 +314,46 @@ def parse_hkl(text: str) -> tuple[int, int, int]:
     if len(vals) != 3:
         raise StreamfilterError(f"--hkl: expected 3 comma-separated integers, got {text!r}")
     return vals  # type: ignore[return-value]
+
+
+class CellCollector(list):
+    """A list that keeps only each appended crystal's ``cell`` and ``centering``.
+
+    Given as ``crystals_out`` to :meth:`streamfilter.analysis.merge.Merger.add_stream`, it
+    gathers what :func:`median_cell` needs without holding the crystals' reflections.
+    """
+
+    def append(self, crystal: Any) -> None:  # type: ignore[override]
+        super().append(_CellOnly(crystal.cell, crystal.centering))
+
+
+@dataclass(frozen=True)
+class _CellOnly:
+    cell: tuple[float, ...] | None
+    centering: str | None
+
+
+def choose_cell(
+    cell_file: str | os.PathLike | None,
+    headers: Iterable[Any] = (),
+    crystals: Iterable[Any] = (),
+    what: str = "the stream",
+) -> Cell:
+    """The unit cell for resolution and completeness: ``cell_file`` (``-p``), else the first
+    stream header's unit-cell block (indexamajig's target cell), else the crystals' median.
+
+    Raises
+    ------
+    StreamfilterError
+        None of them gives a cell.
+    """
+    if cell_file:
+        return read_cell(cell_file)
+    for header in headers:
+        text = header.cell_text if header is not None else None
+        if text:
+            return parse_cell(text, f"unit-cell block of {what}")
+    cell = median_cell(crystals)
+    if cell is None:
+        raise StreamfilterError(f"no unit cell in {what}: give -p FILE (CrystFEL .cell or PDB)")
+    return dataclasses.replace(cell, source=f"{cell.source} of {what}")

@@ -45,6 +45,22 @@ def ref_small() -> Path:
     return REF_SMALL
 
 
+REF_DETECTORS = REPO.parent / "shared" / "data" / "ref-detectors"
+# why the tests that need one of its sets skip
+REF_DETECTORS_MISSING = (
+    "../shared/data/ref-detectors/{name} not present (CrystFEL 0.12.0 reference streams on a "
+    "real detector layout, not shipped)"
+)
+
+
+def ref_detector_set(name: str) -> Path:
+    """Folder of one ref-detectors set (``cspad``, ``agipd``, ``pilatus-cbf``); skip if absent."""
+    folder = REF_DETECTORS / name
+    if not (folder / f"{name}_r345.stream").is_file():
+        pytest.skip(REF_DETECTORS_MISSING.format(name=name))
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def index_cache(tmp_path_factory) -> Path:
     """The session's chunk-index cache directory (``$STREAMFILTER_CACHE``)."""

@@ -329,3 +329,189 @@ def test_compare_two_reflection_lists(ref_small, capsys):
     text = capsys.readouterr().out
     assert "Merged in 4/mmm" in text
     assert re.search(r"overall\s+2376\s+0\.8593736\s+38\.42", text)
+
+
+# --------------------------------------------------------------------------------------------
+# Pairing chunks (--pair-by), half-set files, the point-group warning
+# --------------------------------------------------------------------------------------------
+
+
+def _compare_cli(argv, capsys):
+    parser = argparse.ArgumentParser(prog="streamfilter")
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["compare", *map(str, argv), "-q"])
+    assert args.func(args) == 0
+    return capsys.readouterr()
+
+
+def _rewrite_lines(src, dst, edit) -> None:
+    """Copy a stream, passing each line through ``edit`` (line -> line)."""
+    with open(src) as f, open(dst, "w") as out:
+        out.writelines(edit(line) for line in f)
+
+
+def test_same_file_named_relative_and_absolute_pairs(ref_small, tmp_path, capsys):
+    """A names ``lyso_dev.h5`` (beside it), B the absolute path of the same file, from
+    another directory: every frame pairs, as with identical names."""
+    a = ref_small / "lyso_dev_r345.stream"
+    b = tmp_path / "abs.stream"
+    absolute = f"Image filename: {(ref_small / 'lyso_dev.h5').resolve()}\n"
+    _rewrite_lines(ref_small / "lyso_dev_r234.stream", b,
+                   lambda s: absolute if s.startswith("Image filename:") else s)  # fmt: skip
+    err = _compare_cli([a, b, "--json", tmp_path / "r.json"], capsys).err
+    assert "no point group given (-y): merging in -1" in err
+    obs = json.loads((tmp_path / "r.json").read_text())["observations"]
+    assert obs["frames_common"] == 30 and obs["crystals_matched"] == 30
+    assert obs["crystals_reindexed"] == 21
+    assert obs["matched"] == 11102 and obs["only_b"] == 160  # r234 has 160 more rows
+
+
+def test_moved_frames_pair_through_data_root(ref_small, tmp_path, capsys):
+    """Two streams, away from the frames, name them under two directories that no longer
+    exist; --data-root finds the one file both mean (as reintegrate would) and their chunks
+    pair again."""
+    moved = []
+    for name, old in (("r345", "/beamtime/raw"), ("r234", "/scratch/copy")):
+        path = tmp_path / name / f"{name}.stream"
+        path.parent.mkdir()
+        _rewrite_lines(ref_small / f"lyso_dev_{name}.stream", path,
+                       lambda s, old=old: f"Image filename: {old}/lyso_dev.h5\n"
+                       if s.startswith("Image filename:") else s)  # fmt: skip
+        moved.append(path)
+    args = [*moved, "-y", "4/mmm", "--json", tmp_path / "r.json"]
+    _compare_cli(args, capsys)
+    assert json.loads((tmp_path / "r.json").read_text())["observations"] is None
+    _compare_cli([*args, "--data-root", ref_small], capsys)
+    obs = json.loads((tmp_path / "r.json").read_text())["observations"]
+    assert obs["frames_common"] == 30 and obs["matched"] == 11102
+
+
+def test_no_warning_with_a_point_group(ref_small, capsys):
+    lists = [ref_small / "lyso_dev_r345_unity.hkl", ref_small / "lyso_dev_r234_unity.hkl",
+             "-p", ref_small / "lysozyme.cell"]
+    assert "point group" not in _compare_cli([*lists, "-y", "4/mmm"], capsys).err
+    assert "point group" not in _compare_cli(lists, capsys).err  # the lists' own Symmetry
+
+
+@pytest.fixture(scope="module")
+def dose_series(ref_small, tmp_path_factory):
+    """B: r345 with every chunk's event number + 1, as the next frame of a dose series
+    would be stored (serial numbers kept), named by absolute path."""
+    b = tmp_path_factory.mktemp("dose") / "second_dose.stream"
+    absolute = f"Image filename: {(ref_small / 'lyso_dev.h5').resolve()}\n"
+
+    def edit(line):
+        if line.startswith("Event: //"):
+            return f"Event: //{int(line[9:]) + 1}\n"
+        return absolute if line.startswith("Image filename:") else line
+
+    _rewrite_lines(ref_small / "lyso_dev_r345.stream", b, edit)
+    return ref_small / "lyso_dev_r345.stream", b
+
+
+def _obs(a, b, pair_by):
+    from streamfilter.analysis.pairing import parse_pair_by
+
+    opts = CompareOptions(symmetry="4/mmm", pairing=parse_pair_by(pair_by))
+    return compare_streams(str(a), str(b), opts).report["observations"]
+
+
+@pytest.mark.parametrize("pair_by", ["event-offset:1", "serial", "map"])
+def test_pair_by_pairs_a_dose_series(dose_series, tmp_path, pair_by):
+    """By file and event the shifted chunks hold other crystals (nothing matches); paired by
+    event offset, serial number or a map file every observation finds its own twin."""
+    a, b = dose_series
+    by_event = _obs(a, b, "file")
+    assert by_event["frames_common"] == 29 and by_event["crystals_matched"] == 0
+    if pair_by == "map":  # half the chunks by serial number, half by FILE//EVENT
+        lines = [f"{n} {n}\n" if n % 2 else f"lyso_dev.h5//{n - 1} {a.parent}/lyso_dev.h5//{n}\n"
+                 for n in range(1, 31)]  # fmt: skip
+        mapping = tmp_path / "pairs.txt"
+        mapping.write_text("# A B\n" + "".join(lines))
+        pair_by = f"map:{mapping}"
+    obs = _obs(a, b, pair_by)
+    assert obs["frames_common"] == 30 and obs["crystals_matched"] == 30
+    assert obs["crystals_reindexed"] == 0
+    assert obs["matched"] == obs["n_a"] == obs["n_b"] == 11102
+    assert obs["overall"]["median_ratio_I"] == 1.0 and obs["overall"]["cc_I"] == 1.0
+
+
+def test_pair_by_errors_name_the_file_and_line(dose_series, tmp_path):
+    from streamfilter.analysis.pairing import parse_pair_by
+    from streamfilter.errors import StreamfilterError
+
+    a, b = dose_series
+    with pytest.raises(StreamfilterError, match="event-offset:K"):
+        parse_pair_by("event-offset:x")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 1\n2 2 2\n")
+    with pytest.raises(StreamfilterError, match=r"bad\.txt, line 2: expected two columns"):
+        _obs(a, b, f"map:{bad}")
+    bad.write_text("1 1\n1 2\n")
+    with pytest.raises(StreamfilterError, match=r"line 2: 1 is paired twice"):
+        _obs(a, b, f"map:{bad}")
+
+
+@pytest.mark.parametrize("name, cc_half, rsplit", [("r345_unity", 0.7872808, 29.36),
+                                                   ("r234_unity", 0.6639302, 34.92)])
+def test_half_set_files_give_compare_hkl_cc_half_and_rsplit(ref_small, name, cc_half, rsplit):
+    """X.hkl1/X.hkl2 beside X.hkl are picked up: CC1/2 and Rsplit equal
+    ``compare_hkl -y 4/mmm -p lysozyme.cell --highres=2.0 --fom=CC|Rsplit X.hkl1 X.hkl2``
+    (CrystFEL 0.12.0, ref-small's commands.log)."""
+    a = ref_small / f"lyso_dev_{name}.hkl"
+    opts = CompareOptions(symmetry="4/mmm", cell=str(ref_small / "lysozyme.cell"), highres=2.0)
+    rep = compare_streams(str(a), str(ref_small / "truth.hkl"), opts).report["merged"]
+    ov = rep["a"]["overall"]
+    assert ov["cc_half"] == pytest.approx(cc_half, abs=1e-7)
+    assert ov["rsplit_percent"] == pytest.approx(rsplit, abs=0.005)
+    assert f"lyso_dev_{name}.hkl1" in rep["a"]["half_sets"]
+    assert sum(s["n_half_pairs"] for s in rep["a"]["shells"]) == ov["n_half_pairs"]
+    assert "cc_half" not in rep["b"]["overall"]  # truth.hkl has no half-sets
+
+
+def _texts(fig) -> str:
+    out = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        out += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        out += [t.get_text() for t in ax.texts]
+    return "\n".join(out)
+
+
+def test_figures_name_inputs_draw_density_and_count_negatives(ref_small):
+    """What the reader of each figure needs: the file names of A and B, density instead of
+    a cloud of dots, the per-shell median, d in Angstrom, and the pairs a log axis cannot
+    show counted; intensities of reflection lists are not called ADU."""
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (the [plot] extra)")
+    from matplotlib.collections import PolyCollection
+
+    from streamfilter.analysis.plots import compare_figures
+
+    opts = CompareOptions(symmetry="4/mmm", highres=2.0)
+    res = compare_streams(str(ref_small / "lyso_dev_r345.stream"),
+                          str(ref_small / "lyso_dev_r234.stream"), opts)  # fmt: skip
+    figs = compare_figures(res)
+    for fig in figs.values():
+        assert "A = lyso_dev_r345.stream" in _texts(fig)
+        assert "B = lyso_dev_r234.stream" in _texts(fig)
+    p = res.pairs
+    positive = (p.I_a > 0) & (p.I_b > 0)
+    scatter = figs["intensity_scatter.png"]
+    hexes = [c for c in scatter.axes[0].collections if isinstance(c, PolyCollection)]
+    assert len(hexes) == 1 and hexes[0].get_array().sum() == positive.sum() == 9055
+    text = _texts(scatter)
+    assert "I(A) / ADU" in text and f"{(~positive).sum()} with I <= 0" in text
+    ratio = figs["ratio_vs_resolution.png"]
+    ax = ratio.axes[0]
+    assert ax.get_xlabel().startswith("d / Å") and "2.5" in [t.get_text()
+                                                              for t in ax.get_xticklabels()]
+    median_line = [ln for ln in ax.lines if ln.get_label() == "median per shell"][0]
+    j = res.obs_shells.assign(p.one_over_d[positive])
+    r = p.I_b[positive] / p.I_a[positive]
+    expected = [np.median(r[j == s]) for s in range(res.obs_shells.n)]
+    assert np.allclose(median_line.get_ydata(), expected)
+    lists = compare_streams(str(ref_small / "lyso_dev_r345_partialator.hkl"),
+                            str(ref_small / "truth.hkl"),
+                            CompareOptions(cell=str(ref_small / "lysozyme.cell")))  # fmt: skip
+    text = _texts(compare_figures(lists)["intensity_scatter.png"])
+    assert "I(A) (scaled)" in text and "ADU" not in text
+    assert "lyso_dev_r345_partialator.hkl" in text

@@ -299,3 +299,98 @@ def test_reproduces_crystfel_rows_of_ref_small(ref_small):
             f"{r.stream_row[k]:.2f}" for k in ("I", "sigma", "peak", "background")
         )
         _check_numbers_follow_from_classes(r)
+
+
+# --------------------------------------------------------------------------------------------
+# --event, --method robust/profile, the figures' legends
+# --------------------------------------------------------------------------------------------
+
+
+def test_event_selects_the_chunk(synth, capsys):
+    """--event picks the chunk by its Event (``//2`` or ``2``), not by its position."""
+    from streamfilter.analysis.inspect import chunk_of_event
+    from streamfilter.errors import StreamfilterError
+
+    with read_stream(synth.stream_path) as r:
+        events = {c.event: c.index for c in r}
+    for event, index in events.items():
+        assert chunk_of_event(synth.stream_path, event) == index
+        assert chunk_of_event(synth.stream_path, event.lstrip("/")) == index
+        assert chunk_of_event(synth.stream_path, event, image="insp.h5") == index
+    with pytest.raises(StreamfilterError, match="no chunk has Event //99"):
+        chunk_of_event(synth.stream_path, "99")
+    row = _pick(synth, want_bad=False, min_crowd=10.0)
+    event = next(e for e, i in events.items() if i == row[0])
+    hkl = f"--hkl={row[2]},{row[3]},{row[4]}"
+    assert cli_main(["inspect", str(synth.stream_path), "--chunk", str(row[0]), hkl]) == 0
+    by_chunk = capsys.readouterr().out
+    assert cli_main(["inspect", str(synth.stream_path), "--event", event, hkl]) == 0
+    assert capsys.readouterr().out == by_chunk
+
+
+def _reintegrated_table(synth, tmp_path, method):
+    import csv
+
+    from streamfilter import reintegrate
+
+    table = tmp_path / f"{method}.csv"
+    reintegrate(str(synth.stream_path), str(tmp_path / f"{method}.stream"), method=method,
+                table=str(table))  # fmt: skip
+    with open(table) as f:
+        return {(int(r["chunk"]), int(r["crystal"]), int(r["h"]), int(r["k"]), int(r["l"])): r
+                for r in csv.DictReader(f) if r["status"] == "0"}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["robust", "profile"])
+def test_method_shows_what_reintegrate_writes(synth, tmp_path, method):
+    """inspect --method robust/profile gives the I, sigma and estimator reintegrate writes;
+    the robust sum is the disc's pixels minus the background model shown; a profile fit
+    uses a profile normalised to 1 over the disc."""
+    from streamfilter.analysis.inspect_methods import format_method_inspect, inspect_method
+
+    table = _reintegrated_table(synth, tmp_path, method)
+    seen = set()
+    rows = sorted(table.items())
+    picked = [kr for e in ("sum", "profile") for kr in rows if kr[1]["estimator"] == e][::23]
+    for key, row in picked:
+        r = inspect_method(synth.stream_path, key[0], key[2:], crystal=key[1], method=method)
+        assert f"{r.I:.3f}" == row["I"] and f"{r.sigma:.3f}" == row["sigma"]
+        assert r.estimator == row["estimator"]
+        seen.add(r.estimator)
+        on_disc = r.values[r.disc].astype(np.float64) - r.background[r.disc]
+        assert r.sum_I == pytest.approx(on_disc.sum(), abs=1e-6)
+        if r.estimator == "sum":
+            assert r.I == pytest.approx(r.sum_I, rel=1e-9, abs=1e-9)
+        else:
+            assert r.profile[r.disc].sum() == pytest.approx(1.0, abs=1e-9)
+            assert r.I == pytest.approx(r.fit_I, rel=1e-9)
+        assert f"from the {r.estimator} estimator" in format_method_inspect(r)
+    assert seen == ({"sum"} if method == "robust" else {"sum", "profile"})
+
+
+def _legend_texts(fig) -> list[str]:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+    return [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+
+
+def test_figures_explain_their_marks_and_name_the_stream(synth, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (the [plot] extra)")
+    from streamfilter.analysis.inspect_methods import inspect_method
+    from streamfilter.analysis.plots import plot_inspect_method
+
+    row = _pick(synth, want_bad=True)
+    r = inspect_reflection(synth.stream_path, row[0], row[2:5], crystal=row[1])
+    fig = plot_inspect(r, tmp_path / "c.png")
+    legend = " | ".join(_legend_texts(fig))
+    for words in ("peak disc r1 = 3 px (solid)", "background annulus r2-r3 = 4-5 px (dashed)",
+                  "another reflection's peak disc (excluded)", "bad pixel (masked)",
+                  "predicted position"):  # fmt: skip
+        assert words in legend
+    assert "insp.stream, chunk" in fig.axes[0].get_title()
+    rm = inspect_method(synth.stream_path, row[0], row[2:5], crystal=row[1], method="profile")
+    fig = plot_inspect_method(rm, tmp_path / "p.png")
+    assert "pixel summed and fitted" in _legend_texts(fig)
+    assert [ax.get_title() for ax in fig.axes[:3]] == [
+        "pixels", "background model", "model: background + I_fit × profile"]
+    assert "insp.stream" in fig._suptitle.get_text()
+    assert (tmp_path / "p.png").stat().st_size > 5000

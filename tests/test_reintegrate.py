@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import operator
 import re
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -126,6 +128,43 @@ def test_table_lists_every_predicted_reflection(synth, tmp_path):
     assert [int(r["h"]) for r in mine] == t.h.tolist()
     assert np.allclose([float(r["I"]) for r in mine], t.I, atol=0.006)
     assert np.allclose([float(r["I_old"]) for r in mine], t.I, atol=0.006)
+
+
+def _table(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_table_gives_resolution_and_estimator(synth, tmp_path):
+    """--table's d_A is the resolution of the row (as from the crystal's printed cell) and
+    its estimator says what gave I: rings for crystfel; for profile, "sum" rows carry
+    exactly robust's sum and "profile" rows a fit."""
+    from streamfilter.crystal import Cell
+
+    rows = {}
+    for method in ("crystfel", "robust", "profile"):
+        reintegrate(str(synth.stream_path), str(tmp_path / f"{method}.stream"), method=method,
+                    table=str(tmp_path / f"{method}.csv"))  # fmt: skip
+        rows[method] = _table(tmp_path / f"{method}.csv")
+    written = [r for r in rows["crystfel"] if r["status"] == "0"]
+    assert {r["estimator"] for r in written} == {"rings"}
+    assert all(r["estimator"] == "" for r in rows["crystfel"] if r["I"] == "")
+    with read_stream(synth.stream_path) as reader:
+        cells = {(c.index, i): x.cell for c in reader for i, x in enumerate(c.crystals)}
+    for r in written:
+        a, b, c, al, be, ga = cells[int(r["chunk"]), int(r["crystal"])]
+        cell = Cell(a * 10, b * 10, c * 10, al, be, ga)  # nm -> Angstrom
+        d = 10.0 / float(cell.one_over_d(int(r["h"]), int(r["k"]), int(r["l"])))
+        assert float(r["d_A"]) == pytest.approx(d, abs=0.0015)  # the cell prints 4 decimals
+    robust = {(r["chunk"], r["crystal"], r["h"], r["k"], r["l"]): r["I"]
+              for r in rows["robust"] if r["status"] == "0"}  # fmt: skip
+    profile = [r for r in rows["profile"] if r["status"] == "0"]
+    kinds = Counter(r["estimator"] for r in profile)
+    assert set(kinds) == {"profile", "sum"} and kinds["profile"] > kinds["sum"] > 0
+    key = operator.itemgetter("chunk", "crystal", "h", "k", "l")
+    assert all(r["I"] == robust[key(r)] for r in profile if r["estimator"] == "sum")
+    fitted = [r for r in profile if r["estimator"] == "profile"]
+    assert sum(r["I"] != robust[key(r)] for r in fitted) > 0.95 * len(fitted)
 
 
 def test_ref_small_through_the_cli(ref_small, tmp_path):

@@ -358,12 +358,54 @@ def _frame_index(event: str | None) -> int:
     return int(dims[0]) if dims else 0
 
 
+def truth_frame_index(truth: Any) -> Callable[[str, str | None], int]:
+    """Map a chunk's (``Image filename``, ``Event``) to its frame (first axis) in a truth file.
+
+    ref-detectors' truth files name their frames (``frames/filename``, ``frames/event``);
+    ref-small's and synth's hold the frames of one file, frame i = event ``//i``.
+    """
+    if "frames/filename" not in truth:
+        return lambda filename, event: _frame_index(event)
+
+    def text(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    names = [text(v) for v in truth["frames/filename"][()]]
+    events = [text(v) for v in truth["frames/event"][()]]
+    index = {(n, e): i for i, (n, e) in enumerate(zip(names, events, strict=True))}
+
+    def lookup(filename: str, event: str | None) -> int:
+        key = (filename, event or "//")
+        if key not in index:
+            raise KeyError(f"frame {filename} {event or '//'} is not in the truth file")
+        return index[key]
+
+    return lookup
+
+
+def panel_region(panel: Any) -> tuple:
+    """Index of a panel's pixels in one frame of a truth array (the data array's layout
+    with the frame axis, the geometry's ``%`` placeholder, removed), ``[..., ss, fs]``."""
+    view: list[Any] = []
+    for role in panel.dims:
+        if role == "ss":
+            view.append(slice(panel.min_ss, panel.max_ss + 1))
+        elif role == "fs":
+            view.append(slice(panel.min_fs, panel.max_fs + 1))
+        elif role != "%":
+            view.append(int(role))
+    return tuple(view)
+
+
 def truth_background(truth: Any, frame: int) -> np.ndarray:
     """Noise-free background (photons/pixel, whole data array) of a truth file's frame.
 
-    Reads ref-small's layout (``background/component_order``, ``polarisation_factor``) and
+    Reads ref-detectors' layout (``background/mean``, frames in the data array's layout),
+    ref-small's (``background/component_order``, ``polarisation_factor``) and
     :mod:`streamfilter.synth`'s (``coeffs.attrs['columns']``, the flat term not stored).
     """
+    if "background/mean" in truth:  # ref-detectors: the mean itself, in the data's layout
+        return np.asarray(truth["background/mean"][frame], dtype=np.float64)
     comps = truth["background/components"]
     coeffs = truth["background/coeffs"]
     if "background/component_order" in truth:
@@ -442,6 +484,7 @@ def compare_on_truth(
         source = config.frame_source()
         detector = source.detector
         run = FrameIntegrator(detector, Integration("crystfel", radii))
+        frame_of = truth_frame_index(tf)
         done = 0
         for chunk in reader:
             if not chunk.crystals:
@@ -461,7 +504,7 @@ def compare_on_truth(
                     add(f"I_{name}", r.I)
                     add(f"sigma_{name}", r.sigma)
                     add(f"ok_{name}", r.written)
-            fi = _frame_index(chunk.event)
+            fi = frame_of(chunk.filename, chunk.event)
             bragg = tf["bragg"][fi]
             bg_true = truth_background(tf, fi) if perfect_background else None
             _collect_frame(detector, frame, chunk, base, rob, bragg, bg_true, radii, energy, add)
@@ -521,7 +564,7 @@ def _collect_frame(
             p = panels[name]
             sel = b.panel.astype(str) == name
             cfs, css = central_pixels(b.fs[sel] - p.min_fs, b.ss[sel] - p.min_ss)
-            region = (slice(p.min_ss, p.max_ss + 1), slice(p.min_fs, p.max_fs + 1))
+            region = panel_region(p)
             g = p.adu_per_photon_at(energy)
             usable = ~np.asarray(frame.bad[name], dtype=bool)
             T[sel] = g * true_disc_counts(
@@ -571,12 +614,13 @@ def stream_on_truth(
     with read_stream(stream) as reader, h5py.File(truth, "r") as tf:
         if radius is None:
             radius = (reader.header.int_radius or (4.0, 5.0, 7.0))[0]
+        frame_of = truth_frame_index(tf)
         for chunk in reader:
             rows = [x.reflections for x in chunk.crystals if x.reflections is not None]
             rows = [t for t in rows if len(t)]
             if not rows:
                 continue
-            bragg = tf["bragg"][_frame_index(chunk.event)]
+            bragg = tf["bragg"][frame_of(chunk.filename, chunk.event)]
             for t in rows:
                 I.append(t.I)
                 sigma.append(t.sigma)

@@ -2,8 +2,9 @@
 
 ``streamfilter compare A B`` answers "what changed between these two integrations?".
 
-Observation level (when A and B share frames, i.e. chunks with the same ``Image filename``
-and ``Event``):
+Observation level (when chunks of A and B are paired: by default the same image file,
+resolved as ``reintegrate`` finds it, and the same ``Event``; or by serial number, event
+offset or a map file, see :mod:`~streamfilter.analysis.pairing`):
 
 * crystals of a frame are matched by orientation.  Two indexing runs often pick different
   but equivalent settings of the same lattice (axes swapped or inverted), so for each pair of
@@ -36,10 +37,15 @@ only lattice-centring absences (screw-axis absences count as possible).
 Both streams' observations are held in memory (about 60 bytes per reflection row) to match
 frames that appear in any order; merging itself needs memory only per unique reflection.
 
-Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU.
+Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU (those of
+reflection lists in whatever scale the lists have, e.g. partialator's).
 
-Two CrystFEL reflection lists may be given instead of two streams: then only the merged-level
-tables are computed (the lists' own ``Symmetry:`` is used when ``-y`` is not given).
+Two reflection lists (CrystFEL ``.hkl`` or MTZ, :func:`~streamfilter.analysis.mtz.
+read_reflections`) may be given instead of two streams: then only the merged-level tables are
+computed (the first list's own symmetry is used when ``-y`` is not given; an MTZ's cell when
+``--cell`` is not); the half-set lists ``X.hkl1``/``X.hkl2`` beside ``X.hkl`` give CC1/2 and
+Rsplit as compare_hkl computes them between the two files.  Every side also gets Rsplit of
+its half-sets.
 
 The keys of the JSON report (``--json``) are listed in
 :data:`streamfilter.analysis.report.JSON_KEYS`.  Modules: :mod:`~streamfilter.analysis.matching`
@@ -49,18 +55,24 @@ The keys of the JSON report (``--json``) are listed in
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamfilter.analysis.hkl import ReflectionList, as_written, is_hkl_file, read_hkl
+from streamfilter.analysis.hkl import ReflectionList, as_written
 from streamfilter.analysis.matching import ObservationPairs, match_frames
-from streamfilter.analysis.merge import Merger, iter_crystals
+from streamfilter.analysis.merge import Merger
+from streamfilter.analysis.mtz import is_mtz_file, is_reflection_list, mtz_cell, read_reflections
+from streamfilter.analysis.observations import iter_crystals
+from streamfilter.analysis.pairing import Pairing, frame_keys
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import (
     ListComparison,
+    cc_star,
     compare_lists,
     count_possible,
     list_statistics,
@@ -82,7 +94,10 @@ class CompareOptions:
     nshells : int
         Number of resolution shells (equal reciprocal volume).
     reference : str or None
-        Reference reflection list (``.hkl``) for CC and R1(I).
+        Reference reflection list (``.hkl`` or MTZ) for CC and R1(I).
+    column, reference_column : str or None
+        Intensity column of MTZ inputs (A and B) and of an MTZ reference; default the first
+        of type J (see :func:`streamfilter.analysis.mtz.read_mtz`).
     cell : str or None
         Unit-cell file (CrystFEL ``.cell`` or PDB); default: stream header or median cell.
     highres, lowres : float or None
@@ -93,17 +108,23 @@ class CompareOptions:
         Seed of the half-set split of crystals.
     quiet : bool
         No progress bars.
+    pairing : Pairing
+        How chunks of A and B are paired (``--pair-by``, ``--data-root``); default: the
+        same resolved image file and event.
     """
 
     symmetry: str = "-1"
     nshells: int = 10
     reference: str | None = None
+    column: str | None = None
+    reference_column: str | None = None
     cell: str | None = None
     highres: float | None = None  # Angstrom
     lowres: float | None = None  # Angstrom
     min_measurements: int = 2
     seed: int = 1
     quiet: bool = True
+    pairing: Pairing = field(default_factory=Pairing)
 
 
 @dataclass
@@ -145,8 +166,8 @@ def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None
     """
     opts = opts or CompareOptions()
     pg = point_group(opts.symmetry)
-    hkl_mode = is_hkl_file(path_a)
-    if hkl_mode != is_hkl_file(path_b):
+    hkl_mode = is_reflection_list(path_a)
+    if hkl_mode != is_reflection_list(path_b):
         raise StreamfilterError(
             f"{path_a if hkl_mode else path_b} is a reflection list and the other input is not: "
             "give two streams or two reflection lists"
@@ -159,18 +180,28 @@ def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None
             "point_group": pg.symbol,
             "min_measurements": opts.min_measurements,
             "half_set_seed": opts.seed,
+            "pair_by": None if hkl_mode else opts.pairing.describe(),
         },
     }
     pairs = None
     obs_shells = None
+    if opts.column and not (is_mtz_file(path_a) or is_mtz_file(path_b)):
+        raise StreamfilterError(f"--column {opts.column} applies to MTZ inputs only")
+    if opts.reference_column and not (opts.reference and is_mtz_file(opts.reference)):
+        raise StreamfilterError("--reference-column applies to an MTZ --reference only")
     if hkl_mode:
-        side = {"a": _Side(read_hkl(path_a)), "b": _Side(read_hkl(path_b))}
+        side = {"a": _hkl_side(path_a, opts.column), "b": _hkl_side(path_b, opts.column)}
         report["observations"] = None
     else:
-        side = {"a": _read_side(path_a, pg, opts, "A"), "b": _read_side(path_b, pg, opts, "B")}
+        keys_a, keys_b = frame_keys(opts.pairing, path_a, path_b)
+        side = {"a": _read_side(path_a, pg, opts, "A", keys_a),
+                "b": _read_side(path_b, pg, opts, "B", keys_b)}  # fmt: skip
         report["observations"], pairs, obs_shells = _observation_report(side, opts)
     cell, cell_source = _choose_cell(opts, side, path_a, path_b)
-    reference = read_hkl(opts.reference).to_asymmetric_unit(pg) if opts.reference else None
+    reference = None
+    if opts.reference:
+        reference = read_reflections(opts.reference, opts.reference_column)
+        reference = reference.to_asymmetric_unit(pg)
     report["merged"], shells, a_vs_b = _merged_report(side, cell, cell_source, pg, reference, opts)
     return CompareResult(
         report, pairs, a_vs_b, obs_shells, shells, side["a"].merged, side["b"].merged,
@@ -184,12 +215,15 @@ class _Side:
     """One input of a comparison: its merged list and, for a stream, its crystals.
 
     ``merged`` and ``halves`` have I and sigma rounded as a ``.hkl`` file stores them;
-    ``frames`` maps (Image filename, Event) to the frame's crystals; ``isig`` is I/sigma of
-    every observation (for the histogram).
+    ``frames`` maps each chunk's pairing key (:class:`~streamfilter.analysis.pairing.
+    FrameKeys`) to its crystals; ``isig`` is I/sigma of every observation (for the
+    histogram); ``halves_from`` names the ``.hkl1``/``.hkl2`` files the halves were read
+    from (None: random half-sets of the stream's crystals).
     """
 
     merged: ReflectionList
     halves: tuple[ReflectionList, ReflectionList] | None = None
+    halves_from: str | None = None
     merger: Merger | None = None
     header: Any = None
     frames: dict = field(default_factory=dict)
@@ -201,8 +235,21 @@ class _Side:
         return [x for v in self.frames.values() for x in v]
 
 
-def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> _Side:
-    """Merge one stream (with half-sets) and keep its crystals grouped by frame."""
+def _hkl_side(path: str, column: str | None = None) -> _Side:
+    """A reflection list (``.hkl`` or MTZ, ``column`` as :func:`read_reflections` takes it),
+    with the half-sets ``PATH1``/``PATH2`` when both exist beside it (partialator's and
+    ``merge --halves``' ``.hkl1``/``.hkl2``)."""
+    merged = read_reflections(path, column)
+    h1, h2 = Path(path + "1"), Path(path + "2")
+    if not (h1.is_file() and h2.is_file()):
+        return _Side(merged)
+    halves = (read_reflections(str(h1)), read_reflections(str(h2)))
+    return _Side(merged, halves, f"{h1.name}, {h2.name}")
+
+
+def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str,
+               keys: Any = None) -> _Side:  # fmt: skip
+    """Merge one stream (with half-sets) and keep its crystals grouped by pairing key."""
     merger = Merger(pg, halves=True, seed=opts.seed)
     headers: list = []
     frames: dict = defaultdict(list)
@@ -213,7 +260,8 @@ def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str) -> _
         merger.add_crystal(xtal)
         with np.errstate(invalid="ignore", divide="ignore"):
             isig.append((xtal.I / xtal.sigma).astype(np.float32))
-        frames[xtal.frame].append(xtal)
+        key = xtal.frame if keys is None else keys(*xtal.frame, xtal.serial, xtal.chunk_index)
+        frames[key].append(xtal)
     return _Side(
         merged=as_written(merger.result(opts.min_measurements)),
         halves=tuple(as_written(x) for x in merger.half_results(opts.min_measurements)),
@@ -288,6 +336,8 @@ def _merged_report(
     for name, s in side.items():
         st = list_statistics(merged[name], cell, pg, shells, s.halves, possible)
         mrep[name] = {"overall": st.overall, "shells": st.shell_rows()}
+        if s.halves is not None:
+            _half_set_figures(mrep[name], s, cell, pg, shells)
         merger = s.merger
         if merger is not None:
             mrep[name]["overall"].update(
@@ -300,6 +350,53 @@ def _merged_report(
                 merged[name], reference, cell, pg, shells
             )
     return mrep, shells, a_vs_b
+
+
+def _half_set_figures(
+    rep: dict, s: _Side, cell: Cell, pg: PointGroup, shells: Shells
+) -> None:
+    """Add Rsplit (and, for ``.hkl1``/``.hkl2`` files, compare_hkl's CC1/2) to a side's report.
+
+    Rsplit = sqrt(2) sum|I1 - I2| / sum(I1 + I2) over the reflections of both halves, in
+    percent.  Half-set files are compared exactly as ``compare_hkl --fom=CC|Rsplit X.hkl1
+    X.hkl2`` does (the second Wilson-scaled to the first); a stream's own random half-sets
+    are not scaled (they come from one merge).
+    """
+    from_files = s.halves_from is not None
+    rep["half_sets"] = (
+        f"files {s.halves_from} (CC1/2 and Rsplit as compare_hkl, second half Wilson-scaled)"
+        if from_files
+        else "random half-sets of crystals (no scaling)"
+    )
+    nan_rows = [math.nan] * shells.n
+    halves = s.halves or ()
+    try:
+        c = compare_lists(*halves, cell, pg, shells=shells, scale=from_files)
+    except StreamfilterError:
+        c = None
+    if c is None:
+        rsplit, overall = nan_rows, math.nan
+    else:
+        j = shells.assign(c.one_over_d)
+        diff = np.abs(c.I1 - c.I2)
+        total = c.I1 + c.I2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rsplit = 100.0 * math.sqrt(2.0) * (
+                np.bincount(j, diff, minlength=shells.n) / np.bincount(j, total, minlength=shells.n)
+            )
+            overall = 100.0 * math.sqrt(2.0) * float(diff.sum() / total.sum())
+    rep["overall"]["rsplit_percent"] = overall
+    for row, value in zip(rep["shells"], rsplit, strict=True):
+        row["rsplit_percent"] = float(value)
+    if from_files:
+        cc = c.cc if c is not None else nan_rows
+        n = c.n if c is not None else [0] * shells.n
+        for row, value, count in zip(rep["shells"], cc, n, strict=True):
+            row.update(cc_half=float(value), cc_star=cc_star(float(value)),
+                       n_half_pairs=int(count))  # fmt: skip
+        cch = c.cc_overall if c is not None else math.nan
+        rep["overall"].update(cc_half=cch, cc_star=cc_star(cch),
+                              n_half_pairs=c.n_overall if c is not None else 0)  # fmt: skip
 
 
 def _compare_table(
@@ -332,6 +429,10 @@ def _choose_cell(
     """--cell, else the unit-cell block of A's (B's) header, else the median crystal cell."""
     if opts.cell:
         return read_cell(opts.cell), f"file {opts.cell}"
+    for path in (path_a, path_b):
+        if is_mtz_file(path):
+            cell = mtz_cell(path)
+            return cell, cell.source
     for name, path in (("a", path_a), ("b", path_b)):
         header = side[name].header
         text = header.cell_text if header is not None else None

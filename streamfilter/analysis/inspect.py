@@ -47,6 +47,7 @@ __all__ = [
     "InspectResult",
     "inspect_reflection",
     "ChunkContext",
+    "chunk_of_event",
     "load_chunk",
     "integrate_chunk",
     "format_inspect",
@@ -207,6 +208,40 @@ class ChunkContext:
     gradient: bool
     keep_saturated: bool
     integration: str | None
+    run: Any = None  # the pipeline's Integration for the method asked for
+
+
+def chunk_of_event(stream: str | Path, event: str, image: str | None = None) -> int:
+    """The 0-based number of the chunk whose ``Event`` is ``event`` (``//7``; ``7`` is
+    read as ``//7``), and whose ``Image filename`` is ``image`` (or ends with
+    ``/image``) when given.
+
+    Raises
+    ------
+    StreamfilterError
+        No such chunk, or several (in different files: give ``image``).
+    """
+    want = event.strip()
+    if want.lstrip("-").isdigit():
+        want = "//" + want
+    hits: list[tuple[int, str]] = []
+    with read_stream(str(stream)) as reader:
+        for c in reader:
+            name = c.filename or ""
+            if (c.event or "").strip() != want:
+                continue
+            if image is None or name == image or name.endswith("/" + image.lstrip("/")):
+                hits.append((c.index, name))
+    which = f"Event {want}" + ("" if image is None else f" in {image}")
+    if not hits:
+        raise StreamfilterError(f"{stream}: no chunk has {which}")
+    if len(hits) > 1:
+        listed = ", ".join(f"chunk {i} ({n})" for i, n in hits[:5])
+        raise StreamfilterError(
+            f"{stream}: {len(hits)} chunks have {which}: {listed}; choose one with --image "
+            "FILE or --chunk N"
+        )
+    return hits[0][0]
 
 
 def load_chunk(
@@ -216,9 +251,11 @@ def load_chunk(
     int_radius: Sequence[float] | None,
     geometry: str | Path | None,
     data_root: Sequence[str | Path],
+    method: str = "crystfel",
 ) -> ChunkContext:
     """Read chunk number ``chunk`` of a stream and load its frame (see
-    :func:`inspect_reflection` for the parameters)."""
+    :func:`inspect_reflection` for the parameters; ``method`` sets ``ChunkContext.run``, the
+    integration ``reintegrate --method`` would use)."""
     stream = str(stream)
     if chunk < 0:
         raise StreamfilterError(f"--chunk {chunk}: chunks are numbered from 0")
@@ -242,6 +279,7 @@ def load_chunk(
         int_radius=radii,  # type: ignore[arg-type]
         geometry=None if geometry is None else str(geometry),
         data_roots=[str(d) for d in data_root],
+        method=method,
     )
     if found.photon_energy_eV is None:
         raise StreamfilterError(f"{stream}, chunk {chunk}: no photon_energy_eV line")
@@ -257,6 +295,7 @@ def load_chunk(
         cfg.gradient,
         cfg.keep_saturated,
         header.integration_method,
+        cfg.integration(),
     )
 
 
@@ -292,7 +331,7 @@ def _overlap(ctx: ChunkContext, results: list[CrystalResult], panel: Panel) -> n
 # --------------------------------------------------------------------------------------------
 
 
-def _find(
+def find_reflection(
     results: list[CrystalResult], chunk: Chunk, hkl: tuple[int, int, int], crystal: int | None
 ) -> tuple[int, int]:
     """(crystal, index into that crystal's predictions) of ``hkl``."""
@@ -404,7 +443,7 @@ def inspect_reflection(
         raise StreamfilterError(f"hkl must be three integers, not {hkl!r}")
     ctx = load_chunk(stream, chunk, int_radius=int_radius, geometry=geometry, data_root=data_root)
     results = integrate_chunk(ctx)
-    c, j = _find(results, ctx.chunk, hkl_t, crystal)  # type: ignore[arg-type]
+    c, j = find_reflection(results, ctx.chunk, hkl_t, crystal)  # type: ignore[arg-type]
     res = results[c]
     panel = ctx.detector.panel(str(res.panel[j]))
     box = _integrate_box(ctx, results, panel, res.fs[j], res.ss[j])

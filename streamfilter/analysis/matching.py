@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamfilter.analysis.merge import CrystalObservations
+from streamfilter.analysis.observations import CrystalObservations
 from streamfilter.analysis.symmetry import pack_hkl
 
 #: Largest deviation of a reindexing matrix element from an integer that is still accepted.

@@ -19,8 +19,10 @@ import numpy as np
 JSON_KEYS = """\
 JSON report of ``streamfilter compare`` (NaN is written as null):
 
-inputs: a, b, reference (paths), point_group, min_measurements, half_set_seed
-observations: null when A and B share no frame (same Image filename and Event); else
+inputs: a, b, reference (paths), point_group, min_measurements, half_set_seed,
+  pair_by (how chunks were paired: file, serial, event-offset:K, map:FILE; null for lists)
+observations: null when no chunk of A has a partner in B (by default: the same image file,
+  resolved as reintegrate finds it, and the same Event); else
   frames_a, frames_b, frames_common   chunks with crystals in A, in B, in both
   crystals_a, crystals_b              crystals with a reflection table
   crystals_matched                    crystal pairs matched by orientation
@@ -44,8 +46,12 @@ merged:
   a, b: merge of each stream (process_hkl-style plain mean, >= min_measurements):
     overall and each of shells: n_unique, possible, completeness_percent, n_measurements,
       multiplicity, mean_I, mean_I_over_sigma (check_hkl's SNR), cc_half, cc_star,
-      n_half_pairs (CC1/2 between random half-sets of crystals, no scaling);
-      overall also n_crystals, n_observations
+      n_half_pairs (CC1/2 between random half-sets of crystals, no scaling), rsplit_percent
+      (sqrt(2) sum|I1 - I2| / sum(I1 + I2) over the half-sets);
+      for a reflection list X.hkl with X.hkl1 and X.hkl2 beside it, CC1/2 and Rsplit of
+      those two files as compare_hkl --fom=CC|Rsplit computes them (Wilson-scaled);
+      half_sets: where the halves come from;
+      overall also n_crystals, n_observations (streams)
   a_vs_b, a_vs_reference, b_vs_reference (the last two with --reference):
     overall: n_pairs, cc, r1i_percent, scale_G, scale_B_A2
     shells: n_pairs, cc, r1i_percent
@@ -73,6 +79,8 @@ def format_report(report: dict) -> str:
     """The terminal tables of a compare report."""
     inp = report["inputs"]
     out = [f"A: {inp['a']}", f"B: {inp['b']}"]
+    if inp.get("pair_by"):
+        out.append(f"chunks paired by: {inp['pair_by']}")
     out += _observation_lines(report.get("observations"))
     m = report["merged"]
     c = m["cell"]
@@ -96,7 +104,8 @@ def format_report(report: dict) -> str:
 def _observation_lines(obs: dict | None) -> list[str]:
     """The observation-level table (matched observations per shell)."""
     if obs is None:
-        return ["\nObservations: the streams share no frames (or reflection lists were given)"]
+        return ["\nObservations: no chunk of A has a partner in B (see --pair-by), or "
+                "reflection lists were given"]
     pa = 100.0 * obs["matched"] / obs["n_a"] if obs["n_a"] else math.nan
     pb = 100.0 * obs["matched"] / obs["n_b"] if obs["n_b"] else math.nan
     out = [
@@ -132,7 +141,7 @@ def _merged_lines(name: str, st: dict, shells: list[dict]) -> list[str]:
     """check_hkl-style table of one merged stream (``name`` is ``"a"`` or ``"b"``)."""
     out = [
         f"  {name.upper()}: {'d/A':>13} {'uniq':>6} {'compl%':>7} {'mult':>5} "
-        f"{'<I/s>':>7} {'CC1/2':>7} {'CC*':>7} {'npair':>6}"
+        f"{'<I/s>':>7} {'CC1/2':>7} {'CC*':>7} {'npair':>6} {'Rsplit%':>7}"
     ]
     for shell, row in zip(shells, st["shells"] + [st["overall"]], strict=True):
         out.append(
@@ -140,8 +149,10 @@ def _merged_lines(name: str, st: dict, shells: list[dict]) -> list[str]:
             f"{_f(row['completeness_percent'], '7.2f')} "
             f"{_f(row['multiplicity'], '5.2f')} {_f(row['mean_I_over_sigma'], '7.2f')} "
             f"{_f(row.get('cc_half'), '7.4f')} {_f(row.get('cc_star'), '7.4f')} "
-            f"{row.get('n_half_pairs', 0):>6}"
+            f"{row.get('n_half_pairs', 0):>6} {_f(row.get('rsplit_percent'), '7.2f')}"
         )
+    if st.get("half_sets"):
+        out.append(f"     half-sets: {st['half_sets']}")
     return out
 
 

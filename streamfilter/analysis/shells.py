@@ -117,3 +117,11 @@ class Shells:
             }
             for i, (a, b, c) in enumerate(zip(self.rmin, self.rmax, self.centres, strict=True))
         ]
+
+
+def crystfel_limit(d: float) -> float:
+    """1/d in nm^-1 of a ``--highres``/``--lowres`` value d (Angstrom) as check_hkl and
+    compare_hkl hold it: d read as a 32-bit float, 1/d computed in m^-1 and kept as a 32-bit
+    float.  Shells built on these limits have CrystFEL's edges to the last bit."""
+    d32 = float(np.float32(d))
+    return float(np.float32(1.0 / (d32 / 1e10))) / 1e9

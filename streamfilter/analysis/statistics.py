@@ -194,6 +194,8 @@ class ListComparison:
     scale_G, scale_B : Wilson scaling applied to list 2 (I2 *= G exp(2 B s^2), s = 1/(2d));
         B in Angstrom^2; (1, 0) when scaling is off
     I1, I2 : the paired intensities (I2 after scaling), one_over_d their 1/d (nm^-1)
+    rsplit, rsplit_overall : compare_hkl's Rsplit between the two lists (half-sets), per
+        shell and overall: 2 sum|I1 - I2| / sum(I1 + I2) / sqrt(2), after the scaling
     """
 
     shells: Shells
@@ -208,6 +210,8 @@ class ListComparison:
     I1: np.ndarray  # noqa: N815
     I2: np.ndarray  # noqa: N815
     one_over_d: np.ndarray
+    rsplit: np.ndarray | None = None
+    rsplit_overall: float = math.nan
 
     def shell_rows(self) -> list[dict]:
         return [
@@ -245,10 +249,10 @@ def compare_lists(
 
     Steps (``src/compare_hkl.c`` and ``libcrystfel/src/fom.c``, CrystFEL 0.12): both lists
     are reduced to ``pg``'s asymmetric unit; reflections present in both with 1/d in
-    [rmin, rmax] are paired; unless ``scale`` is False, list 2 is scaled to list 1 by a
-    straight-line fit of ln(I1/I2) against s^2 = (1/(2d))^2 over the pairs where both are
-    positive (I2 *= G exp(2 B s^2)); then CC = Pearson(I1, I2) and
-    R1(I) = sum|I1 - I2| / sum I1, per shell and over all pairs.
+    [rmin, rmax] and finite I and sigma in both are paired; unless ``scale`` is False, list 2
+    is scaled to list 1 by a straight-line fit of ln(I1/I2) against s^2 = (1/(2d))^2 over
+    the pairs where both are positive (I2 *= G exp(2 B s^2)); then CC = Pearson(I1, I2),
+    R1(I) = sum|I1 - I2| / sum I1 and (for half-sets) Rsplit, per shell and over all pairs.
 
     Parameters
     ----------
@@ -271,6 +275,7 @@ def compare_lists(
     ia, ib = ia[order], ib[order]
     r = cell.one_over_d(a.h[ia], a.k[ia], a.l[ia])
     keep = np.isfinite(a.I[ia]) & np.isfinite(b.I[ib])
+    keep &= np.isfinite(a.sigma[ia]) & np.isfinite(b.sigma[ib])
     lo = shells.edges[0] if shells is not None else rmin
     hi = shells.edges[-1] if shells is not None else rmax
     if lo is not None:
@@ -304,6 +309,9 @@ def compare_lists(
         r1 = num / den
         inside = j >= 0
         r1_all = float(np.abs(i1 - i2)[inside].sum() / i1[inside].sum())
+        both = np.bincount(j[inside], (i1 + i2)[inside], minlength=shells.n)
+        rsplit = 2.0 * (num / both) / math.sqrt(2.0)
+        rsplit_all = 2.0 * float(np.abs(i1 - i2)[inside].sum() / (i1 + i2)[inside].sum())
     return ListComparison(
         shells,
         n,
@@ -317,6 +325,8 @@ def compare_lists(
         i1[inside],
         i2[inside],
         r[inside],
+        rsplit,
+        rsplit_all / math.sqrt(2.0),
     )
 
 

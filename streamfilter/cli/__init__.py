@@ -20,15 +20,26 @@ from collections.abc import Iterator
 
 from .. import __version__
 from ..errors import StreamfilterError
-from ._common import eprint
+from ._common import eprint, join_dash_values
 
 # one module of this package per subcommand, each with add_parser(subparsers) and run(args)
 SUBCOMMANDS = ("info", "cat", "split", "reintegrate", "merge", "compare", "inspect", "demo",
-               "synth", "check")
+               "synth", "check", "stats")
 
 
 def _module(command: str):
     return importlib.import_module(f"{__name__}.{command}")
+
+
+class _Version(argparse.Action):
+    """``--version``: the version and the solver of ``--method crystfel``'s ``-grad`` plane
+    (found only when asked: GSL is looked up at run time)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..integrate.plane import plane_solver
+
+        print(f"streamfilter {__version__}\ncrystfel -grad plane solver: {plane_solver()}")
+        parser.exit()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -37,7 +48,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamfilter",
         description="Re-integrate, rewrite and compare CrystFEL .stream files.")
-    parser.add_argument("--version", action="version", version=f"streamfilter {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and the -grad plane solver, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in (command,) if command in SUBCOMMANDS else SUBCOMMANDS:
         _module(name).add_parser(sub)
@@ -70,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamfilter`` console script; returns the exit status."""
     from ..interrupt import clear_stop_requests, quiet_unraisable, request_stop, stop_signal
 
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = join_dash_values(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     from ..progress import set_every

@@ -1,9 +1,54 @@
-"""What every subcommand shares: messages to standard error."""
+"""What every subcommand shares: messages to standard error, options common to several
+subcommands, and the pre-pass that lets option values begin with '-'."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+
+#: Options whose value may begin with '-': point groups (``-y -42m``, ``-y -3m_R``, ``-y -1``)
+#: and Miller indices (``--hkl -2,0,0``).  Any subcommand that spells its options so gets the
+#: values through :func:`join_dash_values`.
+DASH_VALUE_OPTIONS = ("-y", "--symmetry", "--hkl")
+
+# a value, not an option: '-' then a digit (every CrystFEL point group and every index
+# triplet that starts with '-' does; no option of streamfilter does)
+_DASH_VALUE = re.compile(r"-[0-9]")
+
+
+def _takes_dash_value(arg: str) -> bool:
+    if arg in DASH_VALUE_OPTIONS:
+        return True
+    # argparse accepts unambiguous abbreviations of long options (--sym for --symmetry)
+    return len(arg) > 3 and arg.startswith("--") and "=" not in arg and any(
+        opt.startswith(arg) for opt in DASH_VALUE_OPTIONS if opt.startswith("--"))
+
+
+def join_dash_values(argv: list[str]) -> list[str]:
+    """Join ``-y -42m`` into ``-y=-42m`` (and ``--hkl -2,0,0`` into ``--hkl=-2,0,0``).
+
+    argparse takes a word that begins with '-' for an option, unless it looks like a
+    negative number, so ``-y -42m`` (as process_hkl, check_hkl and compare_hkl are called)
+    would fail with "expected one argument".  This pre-pass over the command line, run by
+    :func:`streamfilter.cli.main` before parsing, joins each option of
+    :data:`DASH_VALUE_OPTIONS` with a following word that begins with '-' and a digit.
+    Words after ``--`` are left alone.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        if i + 1 < len(argv) and _takes_dash_value(arg) and _DASH_VALUE.match(argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def eprint(*args: object) -> None:

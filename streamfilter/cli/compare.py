@@ -8,6 +8,7 @@ import sys
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``streamfilter compare`` (call with the object from ``add_subparsers()``)."""
+    from ..analysis.pairing import PAIR_BY_HELP
     from ..analysis.report import JSON_KEYS
 
     p = sub.add_parser(
@@ -22,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=JSON_KEYS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("a", metavar="A", help="first stream (or .hkl)")
-    p.add_argument("b", metavar="B", help="second stream (or .hkl)")
+    p.add_argument("a", metavar="A", help="first stream (or .hkl, .mtz)")
+    p.add_argument("b", metavar="B", help="second stream (or .hkl, .mtz)")
     p.add_argument(
         "-y",
         "--symmetry",
@@ -31,21 +32,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="POINTGROUP",
         help="merging point group (CrystFEL symbol; default -1, or the lists' own)",
     )
-    p.add_argument(
-        "--shells",
-        type=int,
-        default=10,
-        metavar="N",
-        help="number of resolution shells (default 10)",
-    )
+    p.add_argument("--shells", type=int, default=10, metavar="N",
+                   help="number of resolution shells (default 10)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="FILE", help="write all numbers as JSON")
     p.add_argument("--plots", default=None, metavar="DIR", help="write PNG figures to DIR")
     p.add_argument(
         "--reference",
         default=None,
-        metavar="FILE.hkl",
-        help="reference reflection list (e.g. the truth) for CC and R1(I)",
+        metavar="FILE",
+        help="reference reflection list, .hkl or .mtz (e.g. the truth), for CC and R1(I)",
     )
+    p.add_argument("--column", metavar="LABEL", help="intensity column of MTZ inputs A and B "
+                   "(default: the first of type J, with its sigma)")  # fmt: skip
+    p.add_argument("--reference-column", metavar="LABEL",
+                   help="intensity column of an MTZ --reference (default: the first of type J)")
     p.add_argument(
         "-p",
         "--cell",
@@ -75,6 +75,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="merged reflections need N observations (default 2, as process_hkl)",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the half-set split (default 1)")
+    p.add_argument("--pair-by", default="file", metavar="HOW", help=PAIR_BY_HELP)
+    p.add_argument(
+        "--data-root",
+        action="append",
+        default=[],
+        metavar="DIR|OLD=NEW",
+        help="where the frames are, as for reintegrate: image file names are resolved "
+        "through these (after each stream's own directory) to pair the same file named "
+        "differently (repeatable)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
@@ -83,22 +93,35 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter compare``; returns the exit status."""
     from ..analysis.compare import CompareOptions, compare_streams
-    from ..analysis.hkl import is_hkl_file, read_hkl
+    from ..analysis.mtz import is_reflection_list, read_reflections
+    from ..analysis.pairing import parse_pair_by
     from ..analysis.report import format_report, write_json
 
     if args.plots:  # before the comparison, which can take minutes
         from ..analysis.plots import require_matplotlib
 
         require_matplotlib("--plots")
+    pairing = parse_pair_by(args.pair_by, tuple(args.data_root))
     symmetry = args.symmetry
     if symmetry is None:
-        symmetry = "-1"
-        if is_hkl_file(args.a):
-            symmetry = read_hkl(args.a).symmetry or "-1"
+        symmetry = None
+        if is_reflection_list(args.a):
+            symmetry = read_reflections(args.a, args.column).symmetry
+        if symmetry is None:
+            symmetry = "-1"
+            print(
+                "streamfilter compare: warning: no point group given (-y): merging in -1, "
+                "so symmetry-equivalent reflections are not merged and completeness, "
+                "multiplicity and CC1/2 are those of P1; give -y POINTGROUP (e.g. -y 4/mmm)",
+                file=sys.stderr,
+            )
     opts = CompareOptions(
+        pairing=pairing,
         symmetry=symmetry,
         nshells=args.shells,
         reference=args.reference,
+        column=args.column,
+        reference_column=args.reference_column,
         cell=args.cell,
         highres=args.highres,
         lowres=args.lowres,

@@ -26,18 +26,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Print the integration box around one reflection: each pixel's class "
         "(peak disc, ignored, background annulus, masked, a neighbour's peak, off panel), its "
         "value, and the numbers that give I and sigma(I), re-computed exactly as the "
-        "CrystFEL-identical rings integration does. With --threshold, list the local maxima "
-        "of the frame instead, each with its nearest predicted reflection.",
+        "CrystFEL-identical rings integration does; with --method robust or profile, the "
+        "disc that method sums, its background model and (profile) the fitted profile. "
+        "With --threshold, list the local maxima of the frame instead, each with its "
+        "nearest predicted reflection.",
         epilog="Negative indices need '=': --hkl=-3,2,1.",
     )
     p.add_argument("stream", metavar="STREAM", help="stream file")
-    p.add_argument(
-        "--chunk",
-        type=int,
-        required=True,
-        metavar="N",
-        help="chunk number, counted from 0 in file order",
-    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--chunk", type=int, metavar="N",
+                       help="chunk number, counted from 0 in file order")  # fmt: skip
+    which.add_argument("--event", metavar="EV",
+                       help="the chunk whose Event is EV (//7, or 7 for //7)")  # fmt: skip
+    p.add_argument("--image", metavar="FILE",
+                   help="with --event: the chunk's Image filename (or its last components), "
+                   "when several files have that event")  # fmt: skip
+    p.add_argument("--method", choices=("crystfel", "robust", "profile"), default="crystfel",
+                   help="the integration to show (default crystfel, the rings)")  # fmt: skip
     p.add_argument(
         "--crystal",
         type=int,
@@ -72,21 +77,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``streamfilter inspect`` from parsed arguments; returns the exit status."""
-    from ..analysis.inspect import format_inspect, inspect_reflection
+    from ..analysis.inspect import chunk_of_event, format_inspect, inspect_reflection
     from ..analysis.maxima import format_maxima, inspect_maxima
     from ..analysis.plots import plot_inspect, plot_maxima, require_matplotlib
+    from ..errors import StreamfilterError
 
     if args.png:  # before the stream is read
         require_matplotlib("--png")
+    if args.image is not None and args.event is None:
+        raise StreamfilterError("--image FILE goes with --event EV")
+    chunk = args.chunk
+    if chunk is None:
+        chunk = chunk_of_event(args.stream, args.event, args.image)
     common = {"int_radius": args.int_radius, "geometry": args.geometry, "data_root": args.data_root}
     if args.threshold is not None:
-        m = inspect_maxima(args.stream, args.chunk, args.threshold, **common)
+        m = inspect_maxima(args.stream, chunk, args.threshold, **common)
         print(format_maxima(m, None if args.limit == 0 else args.limit))
         if args.png:
             plot_maxima(m, args.png)
             print(f"wrote {args.png}", file=sys.stderr)
         return 0
-    r = inspect_reflection(args.stream, args.chunk, args.hkl, crystal=args.crystal, **common)
+    if args.method != "crystfel":
+        from ..analysis.inspect_methods import format_method_inspect, inspect_method
+        from ..analysis.plots import plot_inspect_method
+
+        rm = inspect_method(args.stream, chunk, args.hkl, method=args.method,
+                            crystal=args.crystal, **common)  # fmt: skip
+        print(format_method_inspect(rm))
+        if args.png:
+            plot_inspect_method(rm, args.png)
+            print(f"wrote {args.png}", file=sys.stderr)
+        return 0
+    r = inspect_reflection(args.stream, chunk, args.hkl, crystal=args.crystal, **common)
     print(format_inspect(r))
     if args.png:
         plot_inspect(r, args.png)

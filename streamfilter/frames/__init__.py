@@ -1,8 +1,9 @@
-"""HDF5 frame access: :class:`FrameSource` reads the frame a stream chunk names.
+"""Frame access: :class:`FrameSource` reads the frame a stream chunk names (HDF5, CBF).
 
 :mod:`.source` (FrameSource, Frame), :mod:`.events` (event IDs, ``%`` paths), :mod:`.errors`,
 :mod:`.layout` (panels sharing one array), :mod:`.badmap` (mask bits, ``flag_*``),
-:mod:`.hdf5` (the h5py reference read) and :mod:`._direct` (the direct-inflate fast path).
+:mod:`.hdf5` (the h5py reference read), :mod:`._direct` (the direct-inflate fast path) and
+:mod:`.formats` (format detection, CBF through fabio).
 """
 
 from .errors import FrameError, FrameNotFoundError, FrameReadError

@@ -1,4 +1,6 @@
-"""HDF5 frame access: from a chunk's ``Image filename`` and ``Event`` to per-panel pixels.
+"""Frame access: from a chunk's ``Image filename`` and ``Event`` to per-panel pixels.
+
+HDF5 files, and CBF / gzip-compressed CBF files (:mod:`.formats`, read as CrystFEL does).
 
 :class:`FrameSource` resolves the image file name, parses the event ID
 (:mod:`~streamfilter.frames.events`), reads every panel with as few HDF5 reads as possible
@@ -27,6 +29,7 @@ from ._direct import DirectPlan
 from .badmap import flagged, mask_bad, mask_dtype
 from .errors import FrameNotFoundError, FrameReadError
 from .events import EventID, parse_event, substitute_path
+from .formats import CBF_GZ, HDF5, UnsupportedFormat, detect_format, flat_rows, read_cbf
 from .hdf5 import ensure_filters, read_hyperslab
 from .layout import PanelGroup, dims_text
 
@@ -159,6 +162,7 @@ class FrameSource:
         self._datasets: dict[tuple[str, str], _Stored] = {}
         self._file_keys: dict[int, str] = {}
         self._resolved: dict[str, Path] = {}
+        self._formats: dict[str, str] = {}  # resolved path -> HDF5, CBF or CBF.gz
         # LRU caches: aux arrays shared by all frames of a file, static bad maps per
         # (detector shift, set of static masks), geometry-only bad maps per detector shift.
         self._static = _LRU(self._CACHE_SIZE)
@@ -275,9 +279,14 @@ class FrameSource:
         try:
             f = h5py.File(key, "r")
         except OSError as e:
-            raise FrameReadError(
-                filename, event, f"cannot open '{path}' as HDF5 (unreadable or truncated): {e}"
-            ) from e
+            try:
+                kind = detect_format(path)
+            except (UnsupportedFormat, OSError) as why:
+                raise FrameReadError(filename, event, f"cannot open '{path}': {why}") from e
+            reason = f"cannot open '{path}' as HDF5 (unreadable or truncated): {e}"
+            if kind != HDF5:
+                reason = f"'{path}' is a {kind} file where an HDF5 file is needed"
+            raise FrameReadError(filename, event, reason) from e
         self._files[key] = f
         self._file_keys[id(f)] = key
         while len(self._files) > self.max_open_files:
@@ -298,6 +307,11 @@ class FrameSource:
             ensure_filters(obj)
             st = self._datasets[key] = _Stored(obj, obj.ndim, obj.shape, obj.dtype)
             return st
+        if obj is None:
+            moved = self._follow_moved_link(f, path, filename, event)
+            if moved is not None:  # not cached: the linked file may be closed by the LRU
+                ensure_filters(moved)
+                return _Stored(moved, moved.ndim, moved.shape, moved.dtype)
         # name what the nearest existing ancestor group holds, to make typos obvious
         parent_path = path
         parent = None
@@ -312,6 +326,45 @@ class FrameSource:
         raise FrameReadError(
             filename, event, f"{what} dataset '{path}' in {f.filename} is {kind}{hint}"
         )
+
+    def _follow_moved_link(self, f: h5py.File, path: str, filename: str,
+                           event: str) -> h5py.Dataset | None:
+        """The dataset behind an external link whose target file HDF5 did not find.
+
+        HDF5 finds a link's file by its name as written and relative to the linking file's
+        directory, so relative links survive a move of the whole tree; an absolute target
+        (``/gpfs/old/raw/data_000.h5``) does not.  Such a target is looked up like an image
+        file (``--data-root`` dirs and ``OLD=NEW`` replacements, then the linking file's
+        directory).  None when ``path`` passes through no external link.
+
+        Raises
+        ------
+        FrameReadError
+            The link's target file is not found anywhere.
+        """
+        parts = [x for x in path.split("/") if x]
+        for i in range(1, len(parts) + 1):
+            try:
+                link = f.get("/" + "/".join(parts[:i]), getlink=True)
+            except (KeyError, ValueError, OSError):
+                return None
+            if link is None:
+                return None
+            if not isinstance(link, h5py.ExternalLink):
+                continue
+            dirs = [*self.search_dirs, Path(f.filename).parent]
+            tried = candidate_paths(link.filename, dirs, self.path_maps)
+            for c in tried:
+                if c.is_file():
+                    target = self._open(c, filename, event)
+                    obj = target.get("/".join([link.path.rstrip("/"), *parts[i:]]))
+                    return obj if isinstance(obj, h5py.Dataset) else None
+            raise FrameReadError(filename, event, (
+                f"'{path}' in {f.filename} is an external link to '{link.filename}', which "
+                "is not found (tried " + ", ".join(str(c) for c in tried) + "); give its new "
+                "place with --data-root DIR or --data-root OLD=NEW"
+            ))  # fmt: skip
+        return None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -346,6 +399,8 @@ class FrameSource:
             ev = parse_event(ev_text)
         except ValueError as e:
             raise FrameReadError(filename, ev_text, str(e)) from None
+        if self._format(path, filename, ev_text) != HDF5:
+            return self._load_cbf(path, ev, filename, ev_text)
         f = self._open(path, filename, ev_text)
 
         data: dict[str, np.ndarray] = {}
@@ -383,6 +438,70 @@ class FrameSource:
         saturation = self._read_saturation(f, path, ev, filename, ev_text)
         return Frame(filename, ev_text, path, data, bad, saturation, header, flat_data)
 
+    def _format(self, path: Path, filename: str, event: str) -> str:
+        """HDF5, CBF or CBF.gz (:func:`.formats.detect_format`), once per file."""
+        key = str(path)
+        kind = self._formats.get(key)
+        if kind is None:
+            try:
+                kind = self._formats[key] = detect_format(path)
+            except UnsupportedFormat as e:
+                raise FrameReadError(filename, event, f"'{path}': {e}") from None
+            except OSError as e:
+                raise FrameReadError(filename, event, f"cannot open '{path}': {e}") from e
+        return kind
+
+    def _load_cbf(self, path: Path, ev: EventID, filename: str, event: str) -> Frame:
+        """Read a CBF frame as CrystFEL does: every panel is ``min_fs..max_fs`` x
+        ``min_ss..max_ss`` of the file's one array (``data`` and ``dim`` are not used), no
+        header values, masks and saturation maps only from other (HDF5) files."""
+        if self._header_paths:
+            raise FrameReadError(filename, event, (
+                "CBF files carry no header values (CrystFEL reads none from them), but the "
+                f"geometry takes {', '.join(self._header_paths)} from the image header: give "
+                "clen, photon_energy (or wavelength) and detector_shift_x/y as numbers in the "
+                "geometry (e.g. clen = 0.130, photon_energy = 9800)"
+            ))  # fmt: skip
+        if any(g.file is None for g, _ in self._mask_groups) or any(
+            g.file is None for g in self._sat_groups
+        ):
+            raise FrameReadError(filename, event, (
+                "a mask or saturation map is to be read from the CBF image itself, which "
+                "CrystFEL does not support: give it in an HDF5 file (mask_file = ..., "
+                "saturation_map_file = ...)"
+            ))  # fmt: skip
+        try:
+            arr, is_float = read_cbf(path, self._formats[str(path)] == CBF_GZ)
+        except (OSError, ValueError) as e:
+            raise FrameReadError(filename, event, f"'{path}': {e}") from e
+        height, width = arr.shape
+        data: dict[str, np.ndarray] = {}
+        for p in self.detector.panels:
+            if p.max_fs >= width or p.max_ss >= height:
+                raise FrameReadError(filename, event, (
+                    f"panel {p.name} (fs {p.min_fs}-{p.max_fs}, ss {p.min_ss}-{p.max_ss}) lies "
+                    f"outside the CBF image of {width} (fs) x {height} (ss) pixels"
+                ))  # fmt: skip
+            data[p.name] = arr[p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1]
+        shift = self.detector.detector_shift_m({}) if self._need_shift else (0.0, 0.0)
+        mask_keys: list[tuple | None] = []
+        masks: dict[str, list[np.ndarray]] = {}
+        for g, bits in self._mask_groups:
+            key, result = self._read_aux(None, path, g, ev, filename, event, bits=bits)
+            mask_keys.append(key)
+            for name, m in result.items():
+                masks.setdefault(name, []).append(m)
+        static_bad = self._static_bad({}, shift, mask_keys, masks)
+        bad: dict[str, np.ndarray] = {}
+        for p in self.detector.panels:
+            b = static_bad[p.name]
+            if not p.no_index and (p.flags or is_float):
+                b = b | flagged(data[p.name], p, is_float)
+            bad[p.name] = b
+        saturation = self._read_saturation(None, path, ev, filename, event)
+        flat = flat_rows(arr, self.detector.panels)
+        return Frame(filename, event, path, data, bad, saturation, {}, flat)
+
     def _static_bad(self, header: dict[str, float], shift: tuple, mask_keys: list,
                     masks: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
         """Bad maps that do not depend on the pixel values (geometry and masks), cached when
@@ -402,7 +521,7 @@ class FrameSource:
                 self._combined.put(combined_key, static_bad)
         return static_bad
 
-    def _read_saturation(self, f: h5py.File, path: Path, ev: EventID, filename: str,
+    def _read_saturation(self, f: h5py.File | None, path: Path, ev: EventID, filename: str,
                          event: str) -> dict[str, np.ndarray] | None:
         """Per-panel saturation levels (+inf for panels without a map); None if no panel
         has a ``saturation_map``."""
@@ -454,7 +573,7 @@ class FrameSource:
 
     def _read_aux(
         self,
-        f: h5py.File,
+        f: h5py.File | None,  # not used: the file is opened through the LRU
         image: Path,
         g: PanelGroup,
         ev: EventID,

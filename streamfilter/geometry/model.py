@@ -37,6 +37,22 @@ __all__ = [
 #: h*c in eV * Angstrom, for wavelength <-> photon energy.
 HC_EV_ANGSTROM = 12398.419843320026
 
+# CrystFEL 0.12's constants (libcrystfel/src/utils.h), for the electron wavelength and the
+# photon energy CrystFEL prints for it
+_PLANCK = 6.62606896e-34  # J s
+_C_VACUO = 299792458.0  # m/s
+_ELECTRON_CHARGE = 1.6021773e-19  # C
+_ELECTRON_MASS = 9.1093837015e-31  # kg
+
+
+def electron_wavelength_m(volts: float) -> float:
+    """Relativistic de Broglie wavelength (m) of electrons accelerated through ``volts`` V:
+    lambda = h / sqrt(2 m e V*), V* = V (1 + e V / (2 m c^2)), with CrystFEL's constants
+    (``el_V_to_lambda``); 200 kV gives 0.02508 A."""
+    v_star = volts * (1.0 + volts * _ELECTRON_CHARGE / (2.0 * _ELECTRON_MASS * _C_VACUO**2))
+    return _PLANCK / math.sqrt(2.0 * _ELECTRON_MASS * _ELECTRON_CHARGE * v_star)
+
+
 #: CrystFEL supports mask0_ ... mask7_.
 MAX_MASKS = 8
 
@@ -464,7 +480,9 @@ detector_shift_scale : float
         """Photon energy in eV from ``photon_energy`` or ``wavelength``.
 
         For re-integration prefer the chunk's ``photon_energy_eV``; this is the geometry's
-        value (possibly an HDF5 header, see :meth:`clen_m`).
+        value (possibly an HDF5 header, see :meth:`clen_m`).  With ``electron_voltage``
+        (electron diffraction) it is the energy of a photon of the electrons' wavelength
+        (:func:`electron_wavelength_m`), the number CrystFEL prints as ``photon_energy_eV``.
         """
         if self.photon_energy is not None:
             return self._value(
@@ -473,6 +491,13 @@ detector_shift_scale : float
         if self.wavelength is not None:
             wl = self._value("wavelength", self.wavelength, self.wavelength_scale, header_values)
             return HC_EV_ANGSTROM / (wl * 1e10)
+        if self.electron_voltage is not None:
+            volts = self._value(
+                "electron_voltage", self.electron_voltage, self.electron_voltage_scale,
+                header_values,
+            )  # fmt: skip
+            # what CrystFEL prints as photon_energy_eV for it (ph_lambda_to_eV)
+            return _PLANCK * _C_VACUO / electron_wavelength_m(volts) / _ELECTRON_CHARGE
         raise GeometryError(
             self.source, None, "photon_energy", "the geometry gives no photon energy"
         )

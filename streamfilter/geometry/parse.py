@@ -38,6 +38,10 @@ def _dims_text(roles: tuple) -> str:
     return "(" + ", ".join(str(r) for r in roles) + ")"
 
 
+#: ``peak_list_type`` values CrystFEL 0.12 accepts.
+PEAK_LIST_TYPES = ("auto", "cxi", "list3")
+
+
 class _Parser:
     """Builds a :class:`Detector` from geometry text; one instance per parse."""
 
@@ -64,6 +68,7 @@ class _Parser:
             "detector_shift_scale": 1.0,
         }
         self.groups: dict[str, list[str]] = {}
+        self.group_lines: list[tuple[int, str, list[str]]] = []  # checked once panels are known
         self.rigid_groups: dict[str, list[str]] = {}
         self.extra: dict[str, str] = {}
         self.warnings: list[str] = []
@@ -255,6 +260,11 @@ class _Parser:
                 g["electron_voltage_scale"] = scales[unit]
         elif key == "bandwidth":
             g["bandwidth"] = self.to_float(value, line_no, key)
+        elif key == "peak_list_type" and value not in PEAK_LIST_TYPES:
+            raise self.error(line_no, key, (
+                f"unknown peak list type '{value}' (CrystFEL knows "
+                + ", ".join(PEAK_LIST_TYPES) + ")"
+            ))  # fmt: skip
         elif key in ("peak_list", "peak_list_type") or key in _OLD_GLOBAL_KEYS:
             self.extra[key] = value
         elif key.startswith("rigid_group"):
@@ -263,7 +273,7 @@ class _Parser:
             members = [m.strip() for m in value.split(",") if m.strip()]
             if not members:
                 raise self.error(line_no, key, "panel group has no members")
-            self.groups[key[len("group_") :]] = members
+            self.group_lines.append((line_no, key[len("group_") :], members))
         else:
             known = self.panel_field(self.defaults, None, key, value, line_no)
             if known:
@@ -309,9 +319,9 @@ class _Parser:
             p[key] = self.to_float(value, line_no, full)
             p[other] = None
         elif key == "data":
-            if not value.startswith("/"):
-                raise self.error(line_no, full, f"HDF5 path must start with '/': '{value}'")
-            p["data"] = value
+            # CrystFEL opens the path from the file (H5Dopen2 on the file id), so a relative
+            # path is relative to the root group
+            p["data"] = value if value.startswith("/") else "/" + value
         elif key in ("saturation_map", "saturation_map_file"):
             p[key] = value
         elif key == "mask_edge_pixels":
@@ -407,6 +417,7 @@ class _Parser:
                 "mentioned later; CrystFEL 0.10+ rejects such a file)",
             )
         panels = [self.make_panel(name, p) for name, p in self.panels.items()]
+        self.check_groups()
         det = Detector(
             panels=panels,
             bad_regions=[],
@@ -431,6 +442,30 @@ class _Parser:
         )
         det.bad_regions = [self.check_bad_region(r, det) for r in self.bad.values()]
         return det
+
+    def check_groups(self) -> None:
+        """Check ``group_*`` lines as CrystFEL 0.12 does (``add_group_members``): they are
+        read after every other line, in order; each member must be a panel or a group
+        defined on an earlier line, named once; a name (panel or group) is defined once."""
+        defined = {name: None for name in self.panels}  # name -> line of its group_ line
+        for line_no, name, members in self.group_lines:
+            key = f"group_{name}"
+            if name in defined:
+                first = defined[name]
+                where = "a panel" if first is None else f"a group defined at line {first}"
+                raise self.error(line_no, key, f"duplicate panel group '{name}': already {where}")
+            seen: set[str] = set()
+            for m in members:
+                if m in seen:
+                    raise self.error(line_no, key, f"duplicate member '{m}' in group '{name}'")
+                seen.add(m)
+                if m not in defined:
+                    raise self.error(line_no, key, (
+                        f"unknown panel group '{m}' (members must be panels or groups "
+                        "defined on earlier group_ lines)"
+                    ))  # fmt: skip
+            defined[name] = line_no
+            self.groups[name] = members
 
     def make_panel(self, name: str, p: dict) -> Panel:
         line_no = p["_line"]

@@ -67,6 +67,7 @@ class DetectorLayout:
             a.flags.writeable = False  # shared by every frame
         self._gains: dict[float, tuple[np.ndarray, dict[int, Exception]]] = {}
         self._grids: dict[tuple, Any] = {}
+        self._planes: dict[tuple, tuple[list, dict]] = {}
         self._joined: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
 
     def gain(self, photon_energy_eV: float) -> tuple[np.ndarray, dict[int, Exception]]:
@@ -92,14 +93,31 @@ class DetectorLayout:
     def polar_grid(self, header_values: dict[str, float] | None = None) -> Any:
         """:func:`streamfilter.integrate.background.polar_grid` of this detector for the
         frame's header values (built once per distinct set of values)."""
-        from streamfilter.integrate.background import polar_grid
+        from streamfilter.integrate.background import camera_z, panel_planes, polar_grid
 
-        key = tuple(sorted(header_values.items())) if header_values else ()
+        # what does not depend on the camera length is shared by the grids of one detector
+        # shift (header values such as clen often change with every event)
+        shift = getattr(self.detector, "detector_shift_m", None)
+        where = tuple(shift(header_values)) if shift is not None else (0.0, 0.0)
+        planes = self._planes.get(where)
+        if planes is None:
+            if len(self._planes) >= 8:
+                self._planes.clear()
+            planes = self._planes[where] = (panel_planes(self.detector, header_values), {})
+        # panels perpendicular to the beam: the grid depends on L / z only (on a flat
+        # detector 1 for every panel, whatever clen); tilted panels: on the header values
+        z, length = camera_z(self.detector, header_values, planes[0])
+        if all(pl.dz is None for pl in planes[0]):
+            key: tuple = (where, tuple(length / v for v in z.values()))
+        else:
+            key = (where, tuple(sorted(header_values.items())) if header_values else ())
         grid = self._grids.get(key)
         if grid is None:
             if len(self._grids) >= 8:
                 self._grids.clear()
-            grid = self._grids[key] = polar_grid(self.detector, header_values)
+            grid = polar_grid(self.detector, header_values, planes[0])
+            grid.sectors = planes[1]
+            self._grids[key] = grid
         return grid
 
     def _static(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:

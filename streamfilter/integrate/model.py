@@ -175,6 +175,10 @@ class CrystalResult:
         int8 :class:`Status`; ``written`` selects the rows CrystFEL writes.
     n_saturated, n_implausible : int
         ``num_saturated_reflections`` / ``num_implausible_reflections``.
+    estimator : np.ndarray or None
+        Per reflection, what gave I: ``"profile"`` (a profile fit) or ``"sum"`` (the
+        background-subtracted peak-disc sum), for methods that choose per reflection
+        (``profile``); None when one estimator gives every I (the method's own).
     """
 
     h: np.ndarray
@@ -190,6 +194,7 @@ class CrystalResult:
     status: np.ndarray
     n_saturated: int
     n_implausible: int
+    estimator: np.ndarray | None = None
 
     @property
     def written(self) -> np.ndarray:

@@ -50,6 +50,7 @@ Conventions: positions are panel-relative (``fs = FS - min_fs``), pixel i spans
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,13 +153,32 @@ class GaussianProfile:
 
 
 def norm_cdf(x: np.ndarray) -> np.ndarray:
-    """Standard normal CDF (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7)."""
-    z = np.abs(x) * (1.0 / math.sqrt(2.0))
-    t = 1.0 / (1.0 + 0.3275911 * z)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    return 0.5 + 0.5 * np.sign(x) * (1.0 - poly * np.exp(-z * z))
+    """Standard normal CDF (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+
+    ``0.5 + 0.5 sign(x) (1 - t (a1 + t (a2 + ...)) exp(-z^2))`` with ``z = |x| / sqrt 2``,
+    ``t = 1 / (1 + p z)``, evaluated in place (few temporaries: this runs for every trial
+    of the reference-profile search)."""
+    x = np.asarray(x, dtype=np.float64)
+    shape = x.shape
+    x = x.reshape(-1)
+    z = np.abs(x)
+    z *= 1.0 / math.sqrt(2.0)
+    t = z * 0.3275911
+    t += 1.0
+    np.reciprocal(t, out=t)
+    poly = t * 1.061405429
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += c
+        poly *= t
+    np.multiply(z, z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    poly *= z
+    np.subtract(1.0, poly, out=poly)
+    poly *= np.sign(x)
+    poly *= 0.5
+    poly += 0.5
+    return poly.reshape(shape)[()]
 
 
 def _pixel_integrals(offset: np.ndarray, sigma: np.ndarray, half_width: int) -> np.ndarray:
@@ -228,6 +248,41 @@ _SIGMA_GRID = np.round(np.arange(0.40, 2.61, 0.05), 2)
 _OFFSET_GRID = np.round(np.arange(-0.60, 0.61, 0.05), 2)
 
 
+def _trial_gain(
+    j: int,
+    par: np.ndarray,
+    offs: tuple[np.ndarray, np.ndarray],
+    g_fixed: np.ndarray,
+    wy: np.ndarray,
+    wt: np.ndarray,
+    values: np.ndarray,
+) -> np.ndarray:
+    """:func:`_axis_chi2_gain` of the pool with parameter ``j`` of ``par`` (sigma_fs,
+    sigma_ss, offset fs, offset ss) set to each of ``values`` in turn."""
+    along = j % 2  # 0: fs, 1: ss
+    sig = np.full(len(values), par[along]) if j >= 2 else values
+    shift = np.full(len(values), par[2 + along]) if j < 2 else values
+    w = (wy.shape[-1] - 1) // 2
+    shape = (len(values), len(wy))
+    g_trial = _pixel_integrals(
+        offs[along][None] + shift[:, None], np.broadcast_to(sig[:, None], shape), w
+    )
+    return _axis_chi2_gain(wy, wt, g_fixed, g_trial, 1 if along == 0 else 0)
+
+
+def _grid_argmax(gain: Any, grid: np.ndarray, step: int = 4) -> float:
+    """The grid value with the largest ``gain(values)``, found on every ``step``-th value and
+    then on the values within ``step - 1`` of the best of those: the same value as a search
+    of the whole grid when the gain has one maximum along the grid (it rises to it and falls
+    after), in about half the evaluations."""
+    coarse = np.arange(0, len(grid), step)
+    if coarse[-1] != len(grid) - 1:
+        coarse = np.append(coarse, len(grid) - 1)
+    best = int(coarse[np.argmax(gain(grid[coarse]))])
+    near = np.arange(max(best - step + 1, 0), min(best + step, len(grid)))
+    return float(grid[near[int(np.argmax(gain(grid[near])))]])
+
+
 def fit_reference_profile(
     y: np.ndarray,
     var: np.ndarray,
@@ -266,17 +321,10 @@ def fit_reference_profile(
     for _ in range(n_rounds):
         for j in range(4):
             along = j % 2  # 0: fs, 1: ss
-            grid = _SIGMA_GRID if j < 2 else _OFFSET_GRID
-            sig = np.full(len(grid), par[along]) if j >= 2 else grid
-            shift = np.full(len(grid), par[2 + along]) if j < 2 else grid
-            g_trial = _pixel_integrals(
-                offs[along][None] + shift[:, None], np.broadcast_to(sig[:, None],
-                (len(grid), len(y))), w,
-            )  # fmt: skip
             other = 1 - along
             g_fixed = _pixel_integrals(offs[other] + par[2 + other], np.full(len(y), par[other]), w)
-            gain = _axis_chi2_gain(wy, wt, g_fixed, g_trial, 1 if along == 0 else 0)
-            par[j] = grid[int(np.argmax(gain))]
+            gain = functools.partial(_trial_gain, j, par, offs, g_fixed, wy, wt)
+            par[j] = _grid_argmax(gain, _SIGMA_GRID if j < 2 else _OFFSET_GRID)
     sf, sq, dfs, dss = (float(x) for x in par)
     return GaussianProfile(dfs, dss, sf, sq, len(y))
 
@@ -569,8 +617,9 @@ def _finish_panel(
     cov: np.ndarray | None,
     options: ProfileOptions,
     radii: tuple[float, float, float],
-) -> RingsResult:
-    """Add the shape term to sigma, keep the sum where it is better, redo IMPLAUSIBLE."""
+) -> tuple[RingsResult, np.ndarray]:
+    """Add the shape term to sigma, keep the sum where it is better, redo IMPLAUSIBLE;
+    also returns where the profile fit gave I (bool per reflection)."""
     rr = pa.work.result
     if cov is not None:
         c = coef.reshape(len(coef), -1)
@@ -587,7 +636,7 @@ def _finish_panel(
     done = (status == Status.OK) | (rr.saturated & options.robust.keep_saturated & fitted)
     peak, background = _robust_columns(pa, rr, radii)
     return finish_result(intensity, sigma, peak, background, status, rr.saturated, done,
-                         rr.n_peak, rr.n_background)  # fmt: skip
+                         rr.n_peak, rr.n_background), ~keep_sum  # fmt: skip
 
 
 def _robust_columns(
@@ -642,6 +691,23 @@ def integrate_frame(
         return assemble_results(predictions, work, layout)
     fits = [_fit_panel(pa, asg, options) for pa, asg in zip(arrays, assigned, strict=True)]
     cov = _frame_covariance(arrays, fits, options)
+    fitted = []
     for pa, (_, fi, fsig, coef) in zip(arrays, fits, strict=True):
-        pa.work.result = _finish_panel(pa, fi, fsig, coef, cov, options, radii)
-    return assemble_results(predictions, work, layout)
+        pa.work.result, used_fit = _finish_panel(pa, fi, fsig, coef, cov, options, radii)
+        fitted.append(used_fit)
+    return _with_estimators(assemble_results(predictions, work, layout), work, fitted)
+
+
+def _with_estimators(
+    results: list[CrystalResult], work: list[Any], fitted: list[np.ndarray]
+) -> list[CrystalResult]:
+    """Set each result's ``estimator``: "profile" where the fit gave I, else "sum"."""
+    est = [np.full(len(r), "sum", dtype=object) for r in results]
+    for pw, used in zip(work, fitted, strict=True):
+        start = 0
+        for ci, rows, _, _ in pw.parts:
+            est[ci][rows] = np.where(used[start : start + len(rows)], "profile", "sum")
+            start += len(rows)
+    for r, e in zip(results, est, strict=True):
+        r.estimator = e
+    return results

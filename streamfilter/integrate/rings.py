@@ -68,6 +68,7 @@ from streamfilter.integrate.model import (
     crystal_result,
     finish_result,
 )
+from streamfilter.integrate.plane import solve_normal_equations
 
 __all__ = [
     "CrystfelOptions",
@@ -112,25 +113,6 @@ def _seq_sum(x: np.ndarray) -> np.ndarray:
         for v in x[:, 0].tolist():
             acc += v
         out[0] = acc
-    return out
-
-
-def _solve_svd(m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """CrystFEL's ``solve_svd`` for a batch of 3x3 systems: Bricogne rescaling, SVD, and
-    singular values below max/1e6 dropped."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.diagonal(m, axis1=1, axis2=2) ** -0.5  # (N, 3)
-        sas = m * s[:, :, None] * s[:, None, :]
-        sb = s * v
-        bad = ~np.isfinite(sas).all(axis=(1, 2))
-        sas[bad] = np.eye(3)
-        u, sv, vt = np.linalg.svd(sas)
-        keep = sv >= sv[:, :1] / 1e6
-        inv = np.where(keep, 1.0 / np.where(keep, sv, 1.0), 0.0)
-        ut_b = np.einsum("nji,nj->ni", u, sb)
-        x = np.einsum("nji,nj->ni", vt, inv * ut_b)
-        out = s * x
-    out[bad] = np.nan
     return out
 
 
@@ -379,7 +361,7 @@ def _fit_plane(
         axis=1,
     )
     rhs = np.stack([s(z * vb * p), s(z * vb * q), s(z * vb)], axis=1)
-    sol = _solve_svd(mat, rhs)
+    sol = solve_normal_equations(mat, rhs)
     return sol[:, 0], sol[:, 1], sol[:, 2]
 
 

@@ -441,13 +441,57 @@ def integrate_panels(
     model = None
     if options.background == "radial":
         model = _frame_model(frame, layout, where, found, photon_energy_eV, options)
-    return [
-        _integrate_panel(
-            frame, p, where[p.name], found[p.name], model, photon_energy_eV, radii, options
-        )  # fmt: skip
-        for p in panels
-        if where[p.name]
-    ]
+    cuts = [_cut_panel(frame, p, where[p.name], found[p.name], model, radii, options)
+            for p in panels if where[p.name]]  # fmt: skip
+    if not cuts:
+        return []
+    # every panel's boxes integrated at once (per-box gains and saturation levels)
+    counts = [len(c.boxes) for c in cuts]
+    boxes = Boxes.concatenate([c.boxes for c in cuts], cuts[0].boxes.half_width)
+    shape = boxes.values.shape[1:]
+    windows = None
+    if model is not None:
+        windows = model.boxes(np.concatenate([c.rho for c in cuts]),
+                              np.concatenate([c.phi for c in cuts]),
+                              [c.panel.name for c in cuts], counts)  # fmt: skip
+    result = integrate_robust(
+        boxes, radii,
+        np.repeat([c.panel.adu_per_photon_at(photon_energy_eV) for c in cuts], counts),
+        options, _joined([c.peak_mask for c in cuts], counts, shape, False), windows,
+        max_adu=np.repeat([getattr(c.panel, "max_adu", math.inf) for c in cuts], counts),
+        saturation=_joined([c.saturation for c in cuts], counts, shape, np.inf),
+    )  # fmt: skip
+    out, start = [], 0
+    for c, n in zip(cuts, counts, strict=True):
+        part = slice(start, start + n)
+        start += n
+        out.append(PanelWork(
+            c.panel, c.parts, c.boxes, None if windows is None else _slice_windows(windows, part),
+            _slice_result(result, part),
+        ))  # fmt: skip
+    return out
+
+
+def _joined(
+    maps: list[np.ndarray | None], counts: list[int], shape: tuple[int, ...], fill: bool | float
+) -> np.ndarray | None:
+    """Per-panel ``(n, B, B)`` box windows joined along the boxes, ``fill`` for the panels
+    without (None when no panel has any)."""
+    if all(m is None for m in maps):
+        return None
+    return np.concatenate([
+        np.full((n,) + shape, fill) if m is None else m for m, n in zip(maps, counts, strict=True)
+    ])  # fmt: skip
+
+
+def _slice_windows(w: BackgroundWindows, part: slice) -> BackgroundWindows:
+    return BackgroundWindows(w.model[part], w.pixel_var[part], w.model_var[part])
+
+
+def _slice_result(r: RingsResult, part: slice) -> RingsResult:
+    return RingsResult(r.I[part], r.sigma[part], r.peak[part], r.background[part],
+                       r.status[part], r.saturated[part], r.n_peak[part],
+                       r.n_background[part])  # fmt: skip
 
 
 def assemble_results(
@@ -521,17 +565,30 @@ def _frame_model(
     )  # fmt: skip
 
 
-def _integrate_panel(
+@dataclass
+class _PanelCut:
+    """One panel's boxes and what the frame-wide integration needs of it."""
+
+    panel: Any
+    parts: _Parts
+    boxes: Boxes
+    peak_mask: np.ndarray | None  # (n, B, B) near found peaks (local modes)
+    saturation: np.ndarray | None  # (n, B, B) per-pixel saturation levels
+    rho: np.ndarray | None  # (n, B, B) polar grid of the box pixels (radial)
+    phi: np.ndarray | None
+
+
+def _cut_panel(
     frame: Any,
     panel: Any,
     parts: _Parts,
     found: tuple[np.ndarray, np.ndarray],
     model: RadialBackground | None,
-    photon_energy_eV: float,
     radii: tuple[float, float, float],
     options: RobustOptions,
-) -> PanelWork:
-    """:func:`integrate_robust` of all predictions (all crystals) on one panel."""
+) -> _PanelCut:
+    """The boxes of all predictions (all crystals) on one panel, with their overlap counts,
+    found-peak mask, saturation levels and polar grid."""
     shape = (panel.height, panel.width)
     r1, r3 = int(radii[0]), int(radii[2])
     half = r3 if model is not None else max(r3, options.outer_radius)
@@ -553,9 +610,7 @@ def _integrate_panel(
     if sat_maps is not None and sat_maps.get(panel.name) is not None:
         sat = np.asarray(sat_maps[panel.name], dtype=np.float32)
         sat_win, _ = gather_window(sat, cfs, css, half, np.inf)
-    windows = model.windows(panel.name, cfs, css, half) if model is not None else None
-    result = integrate_robust(
-        boxes, radii, panel.adu_per_photon_at(photon_energy_eV), options, pmask, windows,
-        max_adu=getattr(panel, "max_adu", math.inf), saturation=sat_win,
-    )  # fmt: skip
-    return PanelWork(panel, parts, boxes, windows, result)
+    rho = phi = None
+    if model is not None:
+        rho, phi = model.grid_windows(panel.name, cfs, css, half)
+    return _PanelCut(panel, parts, boxes, pmask, sat_win, rho, phi)

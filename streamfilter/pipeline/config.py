@@ -136,8 +136,9 @@ class ReintegrateConfig:
 
 def provenance_line(config: ReintegrateConfig, *, paths: bool = True) -> bytes:
     """The audit line: version, method and its flags, radii, the geometry's source (the
-    stream's embedded one, or the ``-g`` path made absolute) and every
-    ``--data-root``.  ``paths=False`` leaves the paths out (for a header near its limit)."""
+    stream's embedded one, or the ``-g`` path made absolute), every ``--data-root`` and,
+    for ``--method crystfel`` with ``-grad``, the background plane's solver (GSL or numpy).
+    ``paths=False`` leaves the paths out (for a header near its limit)."""
     import os
     import shlex
 
@@ -156,6 +157,10 @@ def provenance_line(config: ReintegrateConfig, *, paths: bool = True) -> bytes:
     else:
         roots = len(config.search_dirs) - 1
         where = f" (geometry and {roots} --data-root paths left out: header size limit)"
+    if grad:  # the plane's last bits decide print ties: say which solver made them
+        from streamfilter.integrate.plane import plane_solver
+
+        where += f"; plane solver: {plane_solver()}"
     return (
         f"streamfilter {__version__} reintegrate --method={config.method}{flags}{extra} "
         f"--int-radius={r}{where}\n"

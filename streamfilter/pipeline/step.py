@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from streamfilter.crystal import one_over_d
 from streamfilter.errors import StreamfilterError, StreamFormatError
 from streamfilter.pipeline.config import ReintegrateConfig
 from streamfilter.pipeline.failures import FailedChunk, header_value, mark, unmark
@@ -22,7 +23,10 @@ from streamfilter.pipeline.frame import FrameIntegrator
 from streamfilter.pipeline.tuning import tune_process
 from streamfilter.stream import Chunk, ReflectionTable, StreamHeader, TableUpdate
 
-# Per-reflection diagnostics written by --table, in this order.
+# Per-reflection diagnostics written by --table, in this order: d_A is the resolution
+# d in Angstrom (from the crystal's astar/bstar/cstar); estimator says what gave I: "rings"
+# (--method crystfel), "sum" (the robust peak-disc sum; --method robust, and profile's
+# fallback) or "profile" (a profile fit), empty where the reflection was not integrated.
 TABLE_COLUMNS = (
     "chunk",
     "serial",
@@ -32,6 +36,7 @@ TABLE_COLUMNS = (
     "h",
     "k",
     "l",
+    "d_A",
     "panel",
     "fs",
     "ss",
@@ -39,10 +44,14 @@ TABLE_COLUMNS = (
     "sigma_old",
     "I",
     "sigma",
+    "estimator",
     "peak",
     "background",
     "status",
 )
+
+#: what gives I under each method when the result does not say it per reflection
+DEFAULT_ESTIMATOR = {"crystfel": "rings", "robust": "sum", "profile": "sum"}
 
 
 @dataclass
@@ -169,7 +178,7 @@ class ChunkProcessor:
                 if n:
                     counters[f"status_{code}"] += n
             if diag is not None:
-                diag.append(_diagnostics(chunk, i, xtal, res))
+                diag.append(_diagnostics(chunk, i, xtal, res, self.config.method))
         body = unmark(chunk.rewrite(updates))
         merged = None
         if diag:
@@ -239,8 +248,17 @@ def check_crystal(chunk: Chunk, xtal: Any, energy: float) -> None:
             raise chunk.error(f"{name} = {value:g} is outside [{lo:g}, {hi:g}]", xtal.line_no)
 
 
-def _diagnostics(chunk: Chunk, index: int, xtal: Any, res: Any) -> dict[str, np.ndarray]:
+def _diagnostics(
+    chunk: Chunk, index: int, xtal: Any, res: Any, method: str
+) -> dict[str, np.ndarray]:
+    """The ``--table`` columns (:data:`TABLE_COLUMNS`) of one crystal's predictions."""
     n = len(res.h)
+    with np.errstate(divide="ignore"):
+        d = 10.0 / one_over_d(res.h, res.k, res.l, xtal.astar, xtal.bstar, xtal.cstar)
+    estimator = res.estimator
+    if estimator is None:
+        estimator = np.full(n, DEFAULT_ESTIMATOR.get(method, method), dtype=object)
+    estimator = np.where(np.isfinite(res.I), estimator, "").astype(object)
     old = xtal.reflections
     I_old = np.full(n, np.nan)  # noqa: N806
     sigma_old = np.full(n, np.nan)
@@ -262,6 +280,7 @@ def _diagnostics(chunk: Chunk, index: int, xtal: Any, res: Any) -> dict[str, np.
         "h": res.h,
         "k": res.k,
         "l": res.l,
+        "d_A": d,
         "panel": res.panel,
         "fs": res.fs,
         "ss": res.ss,
@@ -269,6 +288,7 @@ def _diagnostics(chunk: Chunk, index: int, xtal: Any, res: Any) -> dict[str, np.
         "sigma_old": sigma_old,
         "I": res.I,
         "sigma": res.sigma,
+        "estimator": estimator,
         "peak": res.peak,
         "background": res.background,
         "status": res.status,
