@@ -20,7 +20,8 @@ from streamfilter.synth import SynthConfig, generate
 
 HERE = Path(__file__).resolve().parent
 # layout -> (shrink, peakfinder8 threshold in ADU)
-SETS = {"cspad": (4, 300), "agipd": (4, 10), "jungfrau16m": (8, 10), "eiger16m": (8, 10)}
+SETS = {"cspad": (4, 300), "agipd": (4, 10), "jungfrau16m": (8, 10), "eiger16m": (8, 10),
+        "pilatus": (4, 10)}
 
 
 def config(layout: str) -> SynthConfig:
