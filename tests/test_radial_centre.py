@@ -66,7 +66,7 @@ SHIFT = 40.0  # px of panel p1 below the beam
 def beam_in_view(tmp_path_factory):
     """A synthetic set whose panel p1 holds the beam, 40 px above its lower edge (p0 below
     it); frame 3 has reflections 5.6 px from the beam."""
-    import streamfilter.synth.dataset as dataset
+    import streamfilter.synth.layouts as layouts
     from streamfilter.synth import SynthConfig, generate
     from streamfilter.synth.config import geometry_text
 
@@ -77,7 +77,7 @@ def beam_in_view(tmp_path_factory):
         return re.sub(r"p0/corner_y = \S+", f"p0/corner_y = {-SHIFT - 12.3 - h:.1f}", text)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dataset, "geometry_text", geometry)
+        mp.setattr(layouts, "geometry_text", geometry)
         return generate(tmp_path_factory.mktemp("beam"), SynthConfig(seed=5, n_frames=4))
 
 

@@ -34,8 +34,15 @@ B's) header, else the median of the crystals' cells.  "Possible" reflections are
 check_hkl: unique reflections of the point group's asymmetric unit in the shell, leaving out
 only lattice-centring absences (screw-axis absences count as possible).
 
-Both streams' observations are held in memory (about 60 bytes per reflection row) to match
-frames that appear in any order; merging itself needs memory only per unique reflection.
+Memory does not grow with the streams: each stream is read once to merge it (memory per
+unique reflection) and to note the chunks of each pairing key; then frame by frame (in A's
+order) the crystals of A and B with that key are read again at their byte offsets and
+matched, and the matched observations go to temporary files, from which the figures are
+computed exactly (:mod:`~streamfilter.analysis.obsstats`).  What stays in memory grows only
+with the number of chunks and crystals (keys, chunk numbers, cells: tens of bytes each),
+not with reflections.  A gzip stream or standard input cannot be re-read at an offset: its
+crystals are held in memory (about 60 bytes per reflection row).  The plots draw at most
+50 000 pairs (every k-th one).
 
 Units: 1/d in nm^-1 (CrystFEL's shells), d in Angstrom, intensities in ADU (those of
 reflection lists in whatever scale the lists have, e.g. partialator's).
@@ -57,6 +64,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,10 +72,11 @@ from typing import Any
 import numpy as np
 
 from streamfilter.analysis.hkl import ReflectionList, as_written
-from streamfilter.analysis.matching import ObservationPairs, match_frames
+from streamfilter.analysis.matching import MatchedObservations, ObservationPairs, match_frames
 from streamfilter.analysis.merge import Merger
 from streamfilter.analysis.mtz import is_mtz_file, is_reflection_list, mtz_cell, read_reflections
-from streamfilter.analysis.observations import iter_crystals
+from streamfilter.analysis.observations import chunk_crystals, iter_crystals
+from streamfilter.analysis.obsstats import PLOT_ROWS, Spill, pair_figures
 from streamfilter.analysis.pairing import Pairing, frame_keys
 from streamfilter.analysis.shells import Shells
 from streamfilter.analysis.statistics import (
@@ -76,11 +85,11 @@ from streamfilter.analysis.statistics import (
     compare_lists,
     count_possible,
     list_statistics,
-    pair_statistics,
 )
 from streamfilter.analysis.symmetry import PointGroup, point_group
-from streamfilter.crystal import Cell, d_A, median_cell, parse_cell, read_cell
+from streamfilter.crystal import Cell, choose_cell, d_A, read_cell
 from streamfilter.errors import StreamfilterError
+from streamfilter.stream.index import build_index, read_chunks
 
 
 @dataclass
@@ -212,13 +221,16 @@ def compare_streams(path_a: str, path_b: str, opts: CompareOptions | None = None
 
 @dataclass
 class _Side:
-    """One input of a comparison: its merged list and, for a stream, its crystals.
+    """One input of a comparison: its merged list and, for a stream, where its crystals are.
 
     ``merged`` and ``halves`` have I and sigma rounded as a ``.hkl`` file stores them;
-    ``frames`` maps each chunk's pairing key (:class:`~streamfilter.analysis.pairing.
-    FrameKeys`) to its crystals; ``isig`` is I/sigma of every observation (for the
-    histogram); ``halves_from`` names the ``.hkl1``/``.hkl2`` files the halves were read
-    from (None: random half-sets of the stream's crystals).
+    ``chunks`` maps each pairing key (:class:`~streamfilter.analysis.pairing.FrameKeys`) to
+    the numbers of its chunks with crystals, in stream order (the crystals are read again
+    by chunk offset when frames are matched; ``frames`` holds them instead for an input that
+    cannot be read at an offset: gzip or standard input); ``isig`` holds I/sigma of every
+    observation on disk (for the histogram); ``cells`` the crystals' cells (for the median
+    cell); ``halves_from`` names the ``.hkl1``/``.hkl2`` files the halves were read from
+    (None: random half-sets of the stream's crystals).
     """
 
     merged: ReflectionList
@@ -226,13 +238,36 @@ class _Side:
     halves_from: str | None = None
     merger: Merger | None = None
     header: Any = None
-    frames: dict = field(default_factory=dict)
-    isig: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    path: str | None = None
+    chunks: dict = field(default_factory=dict)
+    frames: dict | None = None
+    counts: tuple[int, int] = (0, 0)  # crystals, observations
+    isig: Spill | None = None
+    cells: list = field(default_factory=list)
 
-    @property
-    def crystals(self) -> list:
-        """Every crystal, frame by frame."""
-        return [x for v in self.frames.values() for x in v]
+    def crystals_of(self) -> Callable[[Any], list]:
+        """A function giving the crystals of one pairing key."""
+        if self.frames is not None:
+            return self.frames.__getitem__
+        index = build_index(self.path or "")
+        chunks = self.chunks
+
+        def read(key: Any) -> list:
+            out: list = []
+            with read_chunks(index, chunks[key]) as reader:
+                for chunk in reader:
+                    out.extend(chunk_crystals(chunk))
+            return out
+
+        return read
+
+
+def _seekable(path: str) -> bool:
+    """A plain (not gzip) file: chunks can be read again at their offsets."""
+    if path == "-" or not Path(path).is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(2) != b"\x1f\x8b"
 
 
 def _hkl_side(path: str, column: str | None = None) -> _Side:
@@ -249,27 +284,48 @@ def _hkl_side(path: str, column: str | None = None) -> _Side:
 
 def _read_side(path: str, pg: PointGroup, opts: CompareOptions, label: str,
                keys: Any = None) -> _Side:  # fmt: skip
-    """Merge one stream (with half-sets) and keep its crystals grouped by pairing key."""
+    """Merge one stream (with half-sets) and note which chunks hold each pairing key."""
     merger = Merger(pg, halves=True, seed=opts.seed)
     headers: list = []
-    frames: dict = defaultdict(list)
-    isig = []
+    chunks: dict = {}
+    frames: dict | None = None if _seekable(path) else defaultdict(list)
+    isig = Spill(np.float32)
+    cells: list = []
+    n_obs = 0
     tails = merger.stats.incomplete_tails
     for xtal in iter_crystals(path, quiet=opts.quiet, desc=label, header_out=headers,
                               tails_out=tails):
         merger.add_crystal(xtal)
+        n_obs += len(xtal)
+        cells.append(_CellOnly(xtal.cell, xtal.centering))
         with np.errstate(invalid="ignore", divide="ignore"):
-            isig.append((xtal.I / xtal.sigma).astype(np.float32))
+            isig.append(xtal.I / xtal.sigma)
         key = xtal.frame if keys is None else keys(*xtal.frame, xtal.serial, xtal.chunk_index)
-        frames[key].append(xtal)
+        numbers = chunks.setdefault(key, [])
+        if not numbers or numbers[-1] != xtal.chunk_index:
+            numbers.append(xtal.chunk_index)
+        if frames is not None:
+            frames[key].append(xtal)
     return _Side(
         merged=as_written(merger.result(opts.min_measurements)),
         halves=tuple(as_written(x) for x in merger.half_results(opts.min_measurements)),
         merger=merger,
         header=headers[0] if headers else None,
+        path=path,
+        chunks=chunks,
         frames=frames,
-        isig=np.concatenate(isig) if isig else np.zeros(0, np.float32),
+        counts=(len(cells), n_obs),
+        isig=isig,
+        cells=cells,
     )
+
+
+@dataclass(frozen=True)
+class _CellOnly:
+    """What :func:`~streamfilter.crystal.median_cell` needs of a crystal."""
+
+    cell: tuple[float, ...] | None
+    centering: str | None
 
 
 def _shell_range(opts: CompareOptions, r: np.ndarray) -> Shells:
@@ -282,39 +338,51 @@ def _shell_range(opts: CompareOptions, r: np.ndarray) -> Shells:
 def _observation_report(
     side: dict[str, _Side], opts: CompareOptions
 ) -> tuple[dict | None, ObservationPairs | None, Shells | None]:
-    """The observation level: summary (None without shared frames), pairs and shells."""
-    obs = match_frames(side["a"].frames, side["b"].frames)
-    pairs = obs["pairs"]
-    pairs.I_over_sigma_a = side["a"].isig
-    pairs.I_over_sigma_b = side["b"].isig
-    summary = obs["summary"]
-    if summary["frames_common"] == 0:
-        return None, None, None
-    all_r = np.concatenate([pairs.one_over_d, pairs.one_over_d_only_a, pairs.one_over_d_only_b])
-    obs_shells = _shell_range(opts, all_r[np.isfinite(all_r)])
-    summary["overall"] = {
-        "n_matched": summary["matched"],
-        **pair_statistics(pairs.I_a, pairs.I_b, pairs.sigma_a, pairs.sigma_b),
-    }
-    j = obs_shells.assign(pairs.one_over_d)
-    ja = obs_shells.assign(pairs.one_over_d_only_a)
-    jb = obs_shells.assign(pairs.one_over_d_only_b)
-    rows = []
-    for s, shell in enumerate(obs_shells.describe()):
-        sel = j == s
-        rows.append(
-            {
-                **shell,
-                "matched": int(sel.sum()),
-                "only_a": int((ja == s).sum()),
-                "only_b": int((jb == s).sum()),
-                **pair_statistics(
-                    pairs.I_a[sel], pairs.I_b[sel], pairs.sigma_a[sel], pairs.sigma_b[sel]
-                ),
-            }
-        )
-    summary["shells"] = rows
-    return summary, pairs, obs_shells
+    """The observation level: summary (None without shared frames), pairs (for the plots,
+    bounded) and shells."""
+    a, b = side["a"], side["b"]
+    counts = {"crystals_a": a.counts[0], "crystals_b": b.counts[0],
+              "n_a": a.counts[1], "n_b": b.counts[1]}  # fmt: skip
+    obs = match_frames(a.chunks, b.chunks, a.crystals_of(), b.crystals_of(), counts)
+    summary, found = obs["summary"], obs["found"]
+    try:
+        if summary["frames_common"] == 0:
+            return None, None, None
+        r = np.array([found.r_min, found.r_max])
+        obs_shells = _shell_range(opts, r[np.isfinite(r)])
+        figures = pair_figures(found.pairs, obs_shells)
+        summary["overall"] = {"n_matched": summary["matched"], **figures[-1]}
+        n_matched = np.zeros(obs_shells.n, np.int64)
+        for block in found.pairs.blocks():
+            n_matched += _shell_counts(obs_shells, block["r"])
+        n_a = sum((_shell_counts(obs_shells, x) for x in found.only_a.blocks()),
+                  np.zeros(obs_shells.n, np.int64))  # fmt: skip
+        n_b = sum((_shell_counts(obs_shells, x) for x in found.only_b.blocks()),
+                  np.zeros(obs_shells.n, np.int64))  # fmt: skip
+        summary["shells"] = [
+            {**shell, "matched": int(n_matched[s]), "only_a": int(n_a[s]),
+             "only_b": int(n_b[s]), **figures[s]}
+            for s, shell in enumerate(obs_shells.describe())
+        ]  # fmt: skip
+        return summary, _plot_pairs(found, a, b), obs_shells
+    finally:
+        found.close()
+
+
+def _shell_counts(shells: Shells, r: np.ndarray) -> np.ndarray:
+    j = shells.assign(r)
+    return np.bincount(j[j >= 0], minlength=shells.n)
+
+
+def _plot_pairs(found: MatchedObservations, a: _Side, b: _Side) -> ObservationPairs:
+    """A bounded sample of the matched pairs and I/sigma values for the plots."""
+    p = found.pairs.sample()
+    stride = max(1, math.ceil(found.pairs.n / PLOT_ROWS))
+    isig = [s.isig.sample() if s.isig is not None else np.zeros(0) for s in (a, b)]
+    n_isig = max(s.isig.n if s.isig is not None else 0 for s in (a, b))
+    return ObservationPairs(p["ia"], p["ib"], p["sa"], p["sb"], p["r"],
+                            isig[0].astype(np.float64), isig[1].astype(np.float64),
+                            stride, max(1, math.ceil(n_isig / PLOT_ROWS)))  # fmt: skip
 
 
 def _merged_report(
@@ -426,21 +494,24 @@ def _cell_dict(cell: Cell, source: str) -> dict:
 def _choose_cell(
     opts: CompareOptions, side: dict[str, _Side], path_a: str, path_b: str
 ) -> tuple[Cell, str]:
-    """--cell, else the unit-cell block of A's (B's) header, else the median crystal cell."""
+    """--cell, else an MTZ's cell, else the unit-cell block of A's (B's) header, else the
+    median crystal cell of A (B): :func:`~streamfilter.crystal.choose_cell` per input."""
     if opts.cell:
         return read_cell(opts.cell), f"file {opts.cell}"
     for path in (path_a, path_b):
         if is_mtz_file(path):
             cell = mtz_cell(path)
             return cell, cell.source
-    for name, path in (("a", path_a), ("b", path_b)):
+    named = (("a", path_a), ("b", path_b))
+    for name, path in named:
         header = side[name].header
-        text = header.cell_text if header is not None else None
-        if text:
-            src = f"unit-cell block of {path}"
-            return parse_cell(text, src), src
-    for name, path in (("a", path_a), ("b", path_b)):
-        cell = median_cell(side[name].crystals)
-        if cell is not None:
-            return cell, f"{cell.source} of {path}"
+        if header is not None and header.cell_text:
+            cell = choose_cell(None, [header], what=path)
+            return cell, cell.source
+    for name, path in named:
+        try:
+            cell = choose_cell(None, crystals=side[name].cells, what=path)
+        except StreamfilterError:
+            continue
+        return cell, cell.source
     raise StreamfilterError("no unit cell: give --cell FILE (CrystFEL .cell or PDB)")

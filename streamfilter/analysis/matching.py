@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from streamfilter.analysis.observations import CrystalObservations
+from streamfilter.analysis.obsstats import PAIR_DTYPE, Spill
 from streamfilter.analysis.symmetry import pack_hkl
 
 #: Largest deviation of a reindexing matrix element from an integer that is still accepted.
@@ -98,14 +101,18 @@ def match_observations(
 
 @dataclass
 class ObservationPairs:
-    """Matched observations of two streams (one entry per matched pair).
+    """Matched observations of two streams (one entry per matched pair), for the plots.
+
+    At most :data:`~streamfilter.analysis.obsstats.PLOT_ROWS` entries per array: every k-th
+    of the pairs (and of the I/sigma values) when there are more (``stride`` k).
 
     Attributes
     ----------
     I_a, I_b, sigma_a, sigma_b : float64 arrays, ADU
     one_over_d : float64 array, nm^-1 (from crystal A)
-    one_over_d_only_a, one_over_d_only_b : 1/d of the unmatched observations
-    I_over_sigma_a, I_over_sigma_b : I/sigma of *all* observations of each stream (histograms)
+    I_over_sigma_a, I_over_sigma_b : I/sigma of the observations of each stream (histograms)
+    stride, isig_stride : int
+        1: every matched pair (every I/sigma value) is here; k: one in k.
     """
 
     I_a: np.ndarray  # noqa: N815
@@ -113,79 +120,105 @@ class ObservationPairs:
     sigma_a: np.ndarray
     sigma_b: np.ndarray
     one_over_d: np.ndarray
-    one_over_d_only_a: np.ndarray
-    one_over_d_only_b: np.ndarray
     I_over_sigma_a: np.ndarray  # noqa: N815
     I_over_sigma_b: np.ndarray  # noqa: N815
+    stride: int = 1
+    isig_stride: int = 1
 
 
-def match_frames(frames_a: dict, frames_b: dict) -> dict:
-    """Match crystals and observations of the frames both streams contain."""
-    common = [f for f in frames_a if f in frames_b]
+class MatchedObservations:
+    """What matching two streams found, on disk (:class:`~streamfilter.analysis.obsstats.
+    Spill`): ``pairs`` (1/d, I_A, I_B, sigma_A, sigma_B per matched pair), ``only_a`` and
+    ``only_b`` (1/d of the observations of one stream only), and the range of every 1/d."""
+
+    def __init__(self) -> None:
+        self.pairs = Spill(PAIR_DTYPE)
+        self.only_a = Spill(np.float64)
+        self.only_b = Spill(np.float64)
+        self.r_min, self.r_max = math.inf, -math.inf
+
+    def _range(self, r: np.ndarray) -> None:
+        r = r[np.isfinite(r)]
+        if r.size:
+            self.r_min = min(self.r_min, float(r.min()))
+            self.r_max = max(self.r_max, float(r.max()))
+
+    def add_pairs(self, ca: CrystalObservations, cb: CrystalObservations,
+                  ia: np.ndarray, ib: np.ndarray) -> None:  # fmt: skip
+        rows = np.empty(ia.size, PAIR_DTYPE)
+        rows["r"], rows["ia"], rows["ib"] = ca.one_over_d[ia], ca.I[ia], cb.I[ib]
+        rows["sa"], rows["sb"] = ca.sigma[ia], cb.sigma[ib]
+        self._range(rows["r"])
+        self.pairs.append(rows)
+
+    def add_only(self, side: str, r: np.ndarray) -> None:
+        self._range(r)
+        (self.only_a if side == "a" else self.only_b).append(r)
+
+    def close(self) -> None:
+        for s in (self.pairs, self.only_a, self.only_b):
+            s.close()
+
+
+def _match_frame(xa: list, xb: list, out: dict, found: MatchedObservations) -> None:
+    """Match the crystals and observations of one frame (key) of A and B."""
+    pairs = match_crystals(xa, xb) if xb else []
+    matched_a = {i for i, _, _ in pairs}
+    matched_b = {j for _, j, _ in pairs}
+    for i, j, rmat in pairs:
+        out["crystals_matched"] += 1
+        if not np.array_equal(rmat, np.eye(3, dtype=np.int64)):
+            out["crystals_reindexed"] += 1
+        out["reindex_matrices"][json.dumps(rmat.tolist())] += 1
+        ca, cb = xa[i], xb[j]
+        ia, ib = match_observations(ca, cb, rmat)
+        found.add_pairs(ca, cb, ia, ib)
+        ma = np.ones(len(ca), bool)
+        ma[ia] = False
+        mb = np.ones(len(cb), bool)
+        mb[ib] = False
+        found.add_only("a", ca.one_over_d[ma])
+        found.add_only("b", cb.one_over_d[mb])
+    for i, ca in enumerate(xa):
+        if i not in matched_a:
+            found.add_only("a", ca.one_over_d)
+    for j, cb in enumerate(xb):
+        if j not in matched_b:
+            found.add_only("b", cb.one_over_d)
+
+
+def match_frames(keys_a: dict, keys_b: dict, crystals_a: Callable[[Any], list],
+                 crystals_b: Callable[[Any], list], counts: dict) -> dict:  # fmt: skip
+    """Match crystals and observations of the frames both streams contain.
+
+    ``keys_a``/``keys_b`` map each pairing key to the numbers of its chunks (with
+    crystals), in stream order; ``counts`` holds crystals_a, crystals_b, n_a, n_b (crystals
+    and observations of each stream, counted while merging); ``crystals_a(key)`` and
+    ``crystals_b(key)`` read the crystals of one key.  Frames are matched one key at a time,
+    so memory holds one frame's crystals; the matched observations go to disk (``found``, a
+    :class:`MatchedObservations`).
+    """
     out = {
-        "frames_a": len(frames_a),
-        "frames_b": len(frames_b),
-        "frames_common": len(common),
-        "crystals_a": sum(len(v) for v in frames_a.values()),
-        "crystals_b": sum(len(v) for v in frames_b.values()),
+        "frames_a": len(keys_a),
+        "frames_b": len(keys_b),
+        "frames_common": sum(1 for f in keys_a if f in keys_b),
+        "crystals_a": counts["crystals_a"], "crystals_b": counts["crystals_b"],
         "crystals_matched": 0,
         "crystals_reindexed": 0,
         "reindex_matrices": Counter(),
-        "n_a": sum(len(x) for v in frames_a.values() for x in v),
-        "n_b": sum(len(x) for v in frames_b.values() for x in v),
-    }
-    ia_all, ib_all, sa_all, sb_all, r_all = [], [], [], [], []
-    only_a_r, only_b_r = [], []
-    for frame in frames_a:
-        xa = frames_a[frame]
-        xb = frames_b.get(frame, [])
-        pairs = match_crystals(xa, xb) if xb else []
-        matched_a = {i for i, _, _ in pairs}
-        matched_b = {j for _, j, _ in pairs}
-        for i, j, rmat in pairs:
-            out["crystals_matched"] += 1
-            if not np.array_equal(rmat, np.eye(3, dtype=np.int64)):
-                out["crystals_reindexed"] += 1
-            out["reindex_matrices"][json.dumps(rmat.tolist())] += 1
-            ca, cb = xa[i], xb[j]
-            ia, ib = match_observations(ca, cb, rmat)
-            ia_all.append(ca.I[ia])
-            ib_all.append(cb.I[ib])
-            sa_all.append(ca.sigma[ia])
-            sb_all.append(cb.sigma[ib])
-            r_all.append(ca.one_over_d[ia])
-            ma = np.ones(len(ca), bool)
-            ma[ia] = False
-            mb = np.ones(len(cb), bool)
-            mb[ib] = False
-            only_a_r.append(ca.one_over_d[ma])
-            only_b_r.append(cb.one_over_d[mb])
-        for i, ca in enumerate(xa):
-            if i not in matched_a:
-                only_a_r.append(ca.one_over_d)
-        for j, cb in enumerate(xb):
-            if j not in matched_b:
-                only_b_r.append(cb.one_over_d)
-    for frame, xb in frames_b.items():
-        if frame not in frames_a:
-            only_b_r.extend(cb.one_over_d for cb in xb)
-
-    def cat(parts):
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    pairs = ObservationPairs(
-        cat(ia_all),
-        cat(ib_all),
-        cat(sa_all),
-        cat(sb_all),
-        cat(r_all),
-        cat(only_a_r),
-        cat(only_b_r),
-        np.zeros(0),
-        np.zeros(0),
-    )
-    out["matched"] = int(pairs.I_a.size)
-    out["only_a"] = int(pairs.one_over_d_only_a.size)
-    out["only_b"] = int(pairs.one_over_d_only_b.size)
+        "n_a": counts["n_a"], "n_b": counts["n_b"],
+    }  # fmt: skip
+    found = MatchedObservations()
+    for frame in keys_a:
+        xa = crystals_a(frame)
+        xb = crystals_b(frame) if frame in keys_b else []
+        _match_frame(xa, xb, out, found)
+    for frame in keys_b:
+        if frame not in keys_a:
+            for cb in crystals_b(frame):
+                found.add_only("b", cb.one_over_d)
+    out["matched"] = found.pairs.n
+    out["only_a"] = found.only_a.n
+    out["only_b"] = found.only_b.n
     out["reindex_matrices"] = dict(out["reindex_matrices"].most_common())
-    return {"summary": out, "pairs": pairs}
+    return {"summary": out, "found": found}

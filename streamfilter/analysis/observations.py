@@ -11,12 +11,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from streamfilter.crystal import one_over_d
 
-__all__ = ["CrystalObservations", "iter_crystals"]
+__all__ = ["CrystalObservations", "chunk_crystals", "iter_crystals"]
 
 
 @dataclass
@@ -122,38 +123,26 @@ def iter_crystals(
             header_out.append(reader.header)
         for chunk in reader:
             bar.update(len(chunk.raw) + len(chunk.preceding))
-            frame = (chunk.filename or "", chunk.event)
-            for xtal in chunk.crystals:
-                index = n_crystal
-                n_crystal += 1
-                table = xtal.reflections
-                if table is None:
-                    continue
-                if xtal.astar is None:
-                    inv_d = np.full(len(table), np.nan)
-                else:
-                    inv_d = one_over_d(
-                        table.h, table.k, table.l, xtal.astar, xtal.bstar, xtal.cstar
-                    )
-                yield CrystalObservations(
-                    frame,
-                    index,
-                    chunk.index,
-                    xtal.astar,
-                    xtal.bstar,
-                    xtal.cstar,
-                    xtal.cell,
-                    xtal.centering,
-                    xtal.resolution_limit,
-                    table.h,
-                    table.k,
-                    table.l,
-                    table.I,
-                    table.sigma,
-                    inv_d,
-                    chunk.serial,
-                    table.peak,
-                    chunk.photon_energy_eV,
-                )
+            yield from chunk_crystals(chunk, n_crystal)
+            n_crystal += len(chunk.crystals)
         if tails_out is not None and reader.incomplete_tail is not None:
             tails_out.append(str(reader.incomplete_tail))
+
+
+def chunk_crystals(chunk: Any, first_index: int = 0) -> Iterator[CrystalObservations]:
+    """The crystals of one chunk that have a reflection table (``first_index``: the stream
+    number of the chunk's first crystal)."""
+    frame = (chunk.filename or "", chunk.event)
+    for index, xtal in enumerate(chunk.crystals, first_index):
+        table = xtal.reflections
+        if table is None:
+            continue
+        if xtal.astar is None:
+            inv_d = np.full(len(table), np.nan)
+        else:
+            inv_d = one_over_d(table.h, table.k, table.l, xtal.astar, xtal.bstar, xtal.cstar)
+        yield CrystalObservations(
+            frame, index, chunk.index, xtal.astar, xtal.bstar, xtal.cstar, xtal.cell,
+            xtal.centering, xtal.resolution_limit, table.h, table.k, table.l, table.I,
+            table.sigma, inv_d, chunk.serial, table.peak, chunk.photon_energy_eV,
+        )  # fmt: skip

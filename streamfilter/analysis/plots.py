@@ -143,6 +143,12 @@ def resolution_axis(ax, r_lo: float, r_hi: float) -> None:
     top.tick_params(labelsize=7)
 
 
+def _sampled(result) -> str:
+    """How the matched pairs were thinned for the plots ("" when all are drawn)."""
+    stride = getattr(result.pairs, "stride", 1) if result.pairs is not None else 1
+    return f" (1 pair in {stride} of the stream)" if stride > 1 else ""
+
+
 def _scatter(result) -> Any:
     """I(B) against I(A), density on log axes."""
     from matplotlib.colors import LogNorm
@@ -168,7 +174,8 @@ def _scatter(result) -> Any:
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
     _note(ax, f"{int(ok.sum())} pairs with both I > 0 drawn; {n_neg} with I <= 0 "
-              f"({100.0 * n_neg / max(int(fin.sum()), 1):.1f}%) not on log axes")  # fmt: skip
+              f"({100.0 * n_neg / max(int(fin.sum()), 1):.1f}%) not on log axes"
+              f"{_sampled(result)}")  # fmt: skip
     _outside_legend(ax)
     _caption(fig, result, what)
     fig.tight_layout()
@@ -216,7 +223,7 @@ def _ratio(result) -> Any:
     ax.axhline(1.0, color="k", lw=0.8, ls="--", label="I(B) = I(A)")
     ax.set_ylabel("I(B) / I(A)" + (" (B Wilson-scaled to A)" if "merged" in what else ""))
     _note(ax, f"{int(ok.sum())} pairs with both I > 0 (1-99 % of ratios in view); "
-              f"{int((fin & ~ok).sum())} with I <= 0 have no ratio")  # fmt: skip
+              f"{int((fin & ~ok).sum())} with I <= 0 have no ratio{_sampled(result)}")  # fmt: skip
     _outside_legend(ax, 3)
     _caption(fig, result, what)
     fig.tight_layout()
@@ -229,7 +236,9 @@ def _hist(result) -> Any:
     ax = fig.add_subplot()
     if result.pairs is not None:
         xa, xb = result.pairs.I_over_sigma_a, result.pairs.I_over_sigma_b
-        what = "I/σ(I) of every observation"
+        k = getattr(result.pairs, "isig_stride", 1)
+        what = (f"I/σ(I) of at least 1 observation in {k}" if k > 1
+                else "I/σ(I) of every observation")  # fmt: skip
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
             xa = result.merged_a.I / result.merged_a.sigma if result.merged_a is not None else []

@@ -62,7 +62,7 @@ def _scan(path: str) -> tuple[np.ndarray, np.ndarray]:
     marker = b"\n" + BEGIN_CHUNK
     offsets: list[int] = []
     lines: list[int] = []
-    block_size = 1 << 24
+    block_size = 1 << 22  # 4 MB: the scan needs about 3 blocks of memory, whatever the file
     with open(path, "rb") as f:
         head = f.read(len(STREAM_MAGIC))
         if not head:
@@ -198,4 +198,27 @@ def read_range_bytes(path: str, header_end: int, a: int, b: int, first_index: in
     reader._own = True
     reader._index = first_index
     reader._line = first_line
+    return reader
+
+
+def read_chunks(index: ChunkIndex, numbers: list[int]) -> StreamReader:
+    """A reader over the chunks ``numbers`` (ascending) only, with one header read.
+
+    Consecutive numbers are read as one range.  Chunk and line numbers in messages are
+    those of the whole file for the first range only (for chunks already read once).
+    """
+    ranges: list[tuple[int, int]] = []
+    for n in numbers:
+        a, b = index.span(n, n + 1)
+        if ranges and ranges[-1][1] == a:
+            ranges[-1] = (ranges[-1][0], b)
+        else:
+            ranges.append((a, b))
+    seg = io.BufferedReader(_Segments(index.path, [(0, index.header_end), *ranges]),
+                            buffer_size=1 << 20)  # fmt: skip
+    reader = StreamReader(seg, name=index.path)
+    reader._own = True
+    if numbers:
+        reader._index = numbers[0]
+        reader._line = int(index.lines[numbers[0]])
     return reader

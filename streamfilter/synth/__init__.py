@@ -40,6 +40,11 @@ i is the same whatever ``n_frames`` is, and the same seed gives the same stream 
 Run ``python -m streamfilter.synth DIR --seed 1 --name example`` (or ``streamfilter synth``)
 to write a data set.
 
+Other detectors: ``SynthConfig(layout=...)`` simulates the same physics on a CSPAD-, AGIPD-,
+LPD-, JUNGFRAU-16M-, EIGER-16M- or PILATUS-like layout, or on any CrystFEL geometry file,
+and writes the frames as those detectors store them (:mod:`.layouts`, :mod:`.canvas`,
+:mod:`.writers`).
+
 Modules: :mod:`.config` (SynthConfig, geometry and cell files), :mod:`.physics` (intensities,
 spots, background, bad pixels), :mod:`.simulate` (one frame), :mod:`.chunks` (stream text),
 :mod:`.truth` (Truth), :mod:`.files` (HDF5 and truth files, :func:`load_truth`),
@@ -72,6 +77,8 @@ _EXPORTS = {
     "SynthDataset": "dataset",
     "generate": "dataset",
     "run_demo": "demo",
+    "LAYOUT_NAMES": "layouts",
+    "make_layout": "layouts",
 }
 
 __all__ = [

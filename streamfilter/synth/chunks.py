@@ -46,16 +46,19 @@ def _cell_parameters(astar: np.ndarray, bstar: np.ndarray, cstar: np.ndarray) ->
 def chunk_text(
     i: int,
     config: SynthConfig,
+    info,
     crystals: list,
     results: list,
     peaks: PeakTable,
     per_xtal_peaks: list,
 ) -> bytes:
+    """Chunk ``i`` (serial ``i + 1``); ``info`` is the frame's
+    :class:`~.simulate.FrameInfo` (file, event, beam, header values)."""
     indexed = bool(crystals)
     peak_res = _resolution_estimate(peaks.one_over_d)
     fields = [
-        f"Image filename: {config.name}.h5",
-        f"Event: //{i}",
+        f"Image filename: {info.filename}",
+        f"Event: {info.event}",
         f"Image serial number: {i + 1}",
         f"hit = {1 if len(peaks) > 0 else 0}",
         f"indexed_by = {'synth' if indexed else 'none'}",
@@ -63,10 +66,13 @@ def chunk_text(
     if indexed:
         fields.append("n_indexing_tries = 1")
     fields += [
-        f"photon_energy_eV = {config.photon_energy_eV:f}",
+        f"photon_energy_eV = {info.photon_energy_eV:f}",
         "beam_divergence = 0.00e+00 rad",
         f"beam_bandwidth = {config.bandwidth:.2e} (fraction)",
-        f"average_camera_length = {config.clen_m:f} m",
+        # indexamajig 0.12 prints the header value of the photon energy, not of clen
+        *(f"header/float/{path} = {value:f}" for path, value in info.header.items()
+          if path == info.energy_path),
+        f"average_camera_length = {info.clen_m:f} m",
         f"num_peaks = {len(peaks)}",
         f"peak_resolution = {peak_res:f} nm^-1 or "
         + (f"{10.0 / peak_res:f} A" if peak_res > 0 else "inf A"),

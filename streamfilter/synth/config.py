@@ -17,7 +17,7 @@ MASK_GOOD = 0x4
 MASK_BAD = 0x1
 PANEL_NAMES = ("p0", "p1")
 # Sub-stream ids of the random generators: default_rng([seed, id, frame]).
-RNG_FRAME, RNG_DETECTOR, RNG_INTENSITIES = 1, 2, 3
+RNG_FRAME, RNG_DETECTOR, RNG_INTENSITIES, RNG_HEADER = 1, 2, 3, 4
 
 
 @dataclass
@@ -85,6 +85,20 @@ class SynthConfig:
     peak_min_snr : float
         A spot enters the chunk's peak list when ``true_I / sqrt(true_I + 29 * bg) >= this``
         (29 = pixels of a radius-3 disc) and its disc holds no bad pixel.
+    layout : str
+        Detector layout (:mod:`.layouts`): ``"two-panel"`` (the detector described by
+        ``panel_width`` ... ``gap_px`` above), a built-in like ``"cspad"``, or
+        ``"geometry"`` (the CrystFEL geometry file ``geometry_file``).  For layouts other
+        than ``two-panel`` the geometry sets pixel size, camera length and gain
+        (``photon_energy_eV`` is used where the geometry takes it from the frames).
+    shrink : int
+        Divide the pixel counts of a built-in layout's panels (and its pixels per metre) by
+        this, keeping the panel structure (for fast tests).
+    geometry_file : str or None
+        The geometry file of ``layout="geometry"``.
+    truth_bragg : bool
+        Keep the noise-free Bragg images in the truth (False for very large frames: the
+        truth then holds everything but ``bragg``).
     """
 
     seed: int = 0
@@ -117,6 +131,10 @@ class SynthConfig:
     multi_crystal_fraction: float = 0.2
     n_hot_pixels: int = 20
     peak_min_snr: float = 5.0
+    layout: str = "two-panel"
+    shrink: int = 1
+    geometry_file: str | None = None
+    truth_bragg: bool = True
 
     def __post_init__(self) -> None:
         if self.compression not in ("gzip", "bitshuffle-lz4"):
@@ -133,6 +151,10 @@ class SynthConfig:
                 f"int_radius must be three integers r1 <= r2 <= r3, not {self.int_radius!r}"
             )
         self.int_radius = r  # type: ignore[assignment]
+        if int(self.shrink) < 1:
+            raise ValueError("shrink must be a positive integer")
+        if (self.layout == "geometry") != (self.geometry_file is not None):
+            raise ValueError("geometry_file goes with layout 'geometry' (and only with it)")
         for name in (
             "cell_A",
             "profile_radius_nm",

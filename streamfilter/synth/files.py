@@ -1,4 +1,4 @@
-"""The HDF5 files of a simulated data set: the frames and their mask, and the truth file."""
+"""The truth file of a simulated data set (the frame files are in :mod:`.writers`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import StreamfilterError
-from .config import DATA_PATH, MASK_BAD, MASK_GOOD, MASK_PATH, SynthConfig
+from .config import SynthConfig
 from .physics import BACKGROUND_COLUMNS
 from .truth import Truth, TruthCrystals, TruthReflections
 
@@ -20,28 +20,6 @@ def compression_kwargs(config: SynthConfig) -> dict:
     if config.compression == "gzip":
         return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
     return dict(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
-
-
-def create_frame_datasets(h5: h5py.File, config: SynthConfig, dead: np.ndarray,
-                          hot: np.ndarray) -> h5py.Dataset:
-    """Create the frames dataset (``DATA_PATH``, filled frame by frame by the caller) and
-    write the bad-pixel mask (``MASK_PATH``: MASK_GOOD on working pixels, MASK_BAD added on
-    hot ones, dead ones 0); returns the frames dataset."""
-    shape = dead.shape
-    integer_gain = float(config.adu_per_photon).is_integer()
-    data = h5.create_dataset(
-        DATA_PATH,
-        shape=(config.n_frames, *shape),
-        dtype=np.int32 if integer_gain else np.float32,
-        chunks=(1, *shape),
-        track_times=False,
-        **compression_kwargs(config),
-    )
-    mask = np.full(shape, MASK_GOOD, dtype=np.uint8)
-    mask[dead] = 0
-    mask[hot] |= MASK_BAD
-    h5.create_dataset(MASK_PATH, data=mask, track_times=False, **compression_kwargs(config))
-    return data
 
 
 def write_truth(path: Path, truth: Truth) -> None:
@@ -58,7 +36,13 @@ def write_truth(path: Path, truth: Truth) -> None:
         f.attrs["panel_names"] = list(truth.panel_names)
         for key in ("panel_min_fs", "panel_max_fs", "panel_min_ss", "panel_max_ss"):
             f.attrs[key] = list(getattr(truth, key))
-        f.create_dataset("bragg", data=truth.bragg, chunks=(1, n_ss, n_fs), **gz)
+        f.attrs["panel_canvas_ss0"] = list(truth.panel_canvas_ss0)
+        if truth.bragg.size:
+            f.create_dataset("bragg", data=truth.bragg, chunks=(1, n_ss, n_fs), **gz)
+        else:
+            f.attrs["n_frames"] = n
+        for key, arr in truth.frames.items():
+            f.create_dataset(f"frames/{key}", data=arr, track_times=False)
         for key, arr in truth.background_components.items():
             f.create_dataset(f"background/components/{key}", data=arr, **gz)
         f.create_dataset("background/coeffs", data=truth.background_coeffs, track_times=False)
@@ -105,7 +89,8 @@ def load_truth(path: str | Path) -> Truth:
         }
         return Truth(
             config=SynthConfig.from_json(f.attrs["config"]),
-            bragg=f["bragg"][()],
+            bragg=f["bragg"][()] if "bragg" in f else np.zeros((int(f.attrs["n_frames"]), 0, 0),
+                                                                np.float32),
             background_components={k: v[()] for k, v in f["background/components"].items()},
             background_coeffs=f["background/coeffs"][()],
             dead=f["bad_pixels/dead"][()],
@@ -119,4 +104,6 @@ def load_truth(path: str | Path) -> Truth:
             panel_min_ss=tuple(int(x) for x in f.attrs["panel_min_ss"]),
             panel_max_ss=tuple(int(x) for x in f.attrs["panel_max_ss"]),
             adu_per_photon=float(f.attrs["adu_per_photon"]),
+            panel_canvas_ss0=tuple(int(x) for x in f.attrs.get("panel_canvas_ss0", ())),
+            frames={k: v[()] for k, v in f["frames"].items()} if "frames" in f else {},
         )

@@ -27,6 +27,24 @@ def max_one_over_d_invA(detector: Detector, config: SynthConfig) -> float:
     return best
 
 
+def layout_max_one_over_d_invA(
+    detector: Detector, config: SynthConfig, header: dict[str, float]
+) -> float:
+    """Largest 1/d (A^-1) seen by any panel corner of any layout (per-panel pixel size,
+    camera length and ``coffset``)."""
+    energy = detector.photon_energy_eV(header) if detector.photon_energy is not None else (
+        config.photon_energy_eV)
+    lam = photon_energy_to_wavelength(energy) * 1e10
+    best = 0.0
+    for p in detector.panels:
+        clen = detector.clen_m(header) + p.coffset
+        for fs, ss in ((0, 0), (p.width, 0), (0, p.height), (p.width, p.height)):
+            x, y = p.lab_xy(fs, ss)
+            two_theta = math.atan2(math.hypot(float(x), float(y)) / p.res, clen)
+            best = max(best, 2.0 * math.sin(two_theta / 2.0) / lam)
+    return best
+
+
 def intensity_table(config: SynthConfig, q_max: float) -> np.ndarray:
     """Full intensities (photons) on a dense grid ``[H, K, L]`` of 4/mmm representatives.
 
@@ -147,7 +165,7 @@ def add_spots(
     py = css[:, None, None] + offs[None, :-1, None]
     px, py = np.broadcast_to(px, stamp.shape), np.broadcast_to(py, stamp.shape)
     on = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    np.add.at(image.reshape(-1), py[on] * w + px[on], stamp[on])
+    np.add.at(image, (py[on], px[on]), stamp[on])  # image may be a strided view
     return stamp.sum(axis=(1, 2))
 
 
@@ -181,6 +199,38 @@ def background_components(
         "slope_y": y / (config.panel_height + config.gap_px / 2.0),
     }
     return {k: v.astype(np.float32) for k, v in maps.items()}
+
+
+def layout_components(
+    detector: Detector, config: SynthConfig, canvas, header: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """:func:`background_components` for any layout, on its canvas (:mod:`.canvas`).
+
+    q uses each panel's own pixel size, camera length (``header``: the nominal header values
+    of per-event geometries) plus ``coffset``, and the geometry's photon energy;
+    ``slope_x = x / max|x|`` and ``slope_y = y / max|y|`` over the detector's pixels (lab
+    pixels, beam at 0, 0).  Gap pixels hold 0.
+    """
+    energy = detector.photon_energy_eV(header) if detector.photon_energy is not None else (
+        config.photon_energy_eV)
+    lam_a = photon_energy_to_wavelength(energy) * 1e10
+    x, y, q = (np.zeros(canvas.shape) for _ in range(3))
+    for p in detector.panels:
+        px, py = p.lab_xy(np.arange(p.width)[None, :] + 0.5, np.arange(p.height)[:, None] + 0.5)
+        win = canvas.window(p)
+        x[win], y[win] = px, py
+        clen = detector.clen_m(header) + p.coffset
+        two_theta = np.arctan2(np.hypot(px, py) / p.res, clen)
+        q[win] = 2.0 * np.sin(two_theta / 2.0) / lam_a
+    q0 = 1.0 / config.water_ring_A
+    covered = canvas.covered(detector)
+    maps = {
+        "diffuse": np.exp(-q / 0.12),
+        "water": np.exp(-0.5 * ((q - q0) / config.water_width_invA) ** 2),
+        "slope_x": x / max(float(np.abs(x).max()), 1.0),
+        "slope_y": y / max(float(np.abs(y).max()), 1.0),
+    }
+    return {k: np.where(covered, v, 0.0).astype(np.float32) for k, v in maps.items()}
 
 
 def background_image(components: dict[str, np.ndarray], coeffs: np.ndarray) -> np.ndarray:
@@ -218,5 +268,31 @@ def bad_pixels(config: SynthConfig, shape: tuple[int, int]) -> tuple[np.ndarray,
     hot = np.zeros(shape, dtype=bool)
     flat = rng.choice(n_ss * n_fs, size=config.n_hot_pixels, replace=False)
     hot.reshape(-1)[flat] = True
+    hot &= ~dead
+    return dead, hot
+
+
+def layout_bad_pixels(
+    config: SynthConfig, detector: Detector, canvas
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dead 6x6 blocks in three random panels, a dead half column in a fourth, and
+    ``n_hot_pixels`` random hot pixels, on the canvas of any layout (fixed per seed)."""
+    rng = np.random.default_rng([config.seed, RNG_DETECTOR])
+    dead = np.zeros(canvas.shape, dtype=bool)
+    panels = detector.panels
+    pick = rng.choice(len(panels), size=min(4, len(panels)), replace=False)
+    for n, pi in enumerate(pick):
+        p = panels[int(pi)]
+        view = dead[canvas.window(p)]
+        if n == 3:
+            view[: p.height // 2, int(rng.integers(0, p.width))] = True
+        else:
+            s0, f0 = int(rng.integers(0, max(p.height - 6, 1))), int(
+                rng.integers(0, max(p.width - 6, 1)))
+            view[s0 : s0 + 6, f0 : f0 + 6] = True
+    covered = np.flatnonzero(canvas.covered(detector))
+    hot = np.zeros(canvas.shape, dtype=bool)
+    n_hot = min(config.n_hot_pixels, covered.size)
+    hot.reshape(-1)[covered[rng.choice(covered.size, size=n_hot, replace=False)]] = True
     hot &= ~dead
     return dead, hot

@@ -13,8 +13,10 @@ from ..geometry import Detector
 from ..integrate.boxes import gather_window
 from ..predict import predict_reflections
 from ..stream import PeakTable
+from .canvas import Canvas
 from .chunks import chunk_text
-from .config import RNG_FRAME, SynthConfig
+from .config import RNG_FRAME, RNG_HEADER, SynthConfig
+from .layouts import Layout
 from .physics import (
     add_spots,
     background_coeffs,
@@ -26,32 +28,88 @@ from .physics import (
 
 @dataclass
 class FrameResult:
-    counts: np.ndarray  # stored pixel values (ADU)
+    counts: np.ndarray  # stored pixel values (ADU), canvas layout
     bragg: np.ndarray
     bg_coeffs: np.ndarray
     crystals: list
     preds: list  # per crystal: (Predictions, I_full, true_I)
     chunk: bytes
+    info: FrameInfo
 
 
-def simulate_frame(
-    i: int,
-    config: SynthConfig,
-    detector: Detector,
-    components: dict[str, np.ndarray],
-    table: np.ndarray,
-    dead: np.ndarray,
-    hot: np.ndarray,
-    bad_panels: dict[str, np.ndarray],
-) -> FrameResult:
-    rng = np.random.default_rng([config.seed, RNG_FRAME, i])
+@dataclass
+class Scene:
+    """What every frame of a data set shares: the layout, its parsed geometry and canvas,
+    the background basis maps, the intensity table and the bad pixels (canvas bool maps;
+    ``bad_panels`` per panel name); built by :func:`~.dataset.make_scene`."""
+
+    config: SynthConfig
+    layout: Layout
+    detector: Detector
+    canvas: Canvas
+    components: dict[str, np.ndarray]
+    table: np.ndarray
+    dead: np.ndarray
+    hot: np.ndarray
+    bad_panels: dict[str, np.ndarray]
+    q_max: float = 0.0  # 1/d (A^-1) of the intensity table's edge
+
+
+@dataclass
+class FrameInfo:
+    """One frame's file name and event (as the stream names them), its photon energy (eV),
+    average camera length (m, clen + coffset), HDF5 header values (``{path: value}``, for
+    per-event geometries) and gain (ADU per photon)."""
+
+    filename: str
+    event: str
+    photon_energy_eV: float
+    clen_m: float
+    header: dict[str, float]
+    gain: float
+    energy_path: str | None = None  # the header path of the photon energy, if any
+
+
+def frame_info(i: int, scene: Scene) -> FrameInfo:
+    """File name, event, beam and gain of frame ``i``; per-event header values (CSPAD:
+    camera-length encoder -473.5 +- 0.5 mm, photon energy +- 10 eV) come from their own
+    random stream, so the other draws do not depend on the layout."""
+    config, layout, det = scene.config, scene.layout, scene.detector
+    if layout.name == "two-panel":
+        return FrameInfo(f"{config.name}.h5", f"//{i}", config.photon_energy_eV,
+                         config.clen_m, {}, config.adu_per_photon)
+    header: dict[str, float] = {}
+    if layout.header_paths:
+        rng = np.random.default_rng([config.seed, RNG_HEADER, i])
+        header[layout.header_paths["clen"]] = round(-473.5 + rng.uniform(-0.5, 0.5), 3)
+        header[layout.header_paths["photon_energy"]] = round(
+            config.photon_energy_eV + rng.uniform(-10.0, 10.0), 2)
+    energy = (det.photon_energy_eV(header) if det.photon_energy is not None
+              else config.photon_energy_eV)
+    clens = [det.clen_m(header) + p.coffset for p in det.panels]
+    p0 = det.panels[0]
+    gain = (p0.adu_per_eV * energy if p0.adu_per_eV is not None
+            else (p0.adu_per_photon if p0.adu_per_photon is not None else 1.0))
+    filename, event = {
+        "hdf5": (f"{config.name}.h5", f"//{i}"),
+        "cxi": (f"{config.name}.cxi", f"//{i}"),
+        "eiger": (f"{config.name}_master.h5", f"//{i}"),
+        "cbf": (f"cbf/{config.name}_{i + 1:05d}.cbf", "//"),
+    }[layout.file_format]
+    return FrameInfo(filename, event, energy, float(np.mean(clens)), header, float(gain),
+                     layout.header_paths.get("photon_energy"))
+
+
+def _spots(scene: Scene, info: FrameInfo, rng: np.random.Generator) -> tuple:
+    """The frame's crystals, their predictions and the noise-free Bragg canvas (photons)."""
+    config, detector = scene.config, scene.detector
     u = rng.random()
     n_xtal = (
         0
         if u >= config.hit_fraction
         else (2 if u < config.hit_fraction * config.multi_crystal_fraction else 1)
     )
-    bragg = np.zeros(dead.shape, dtype=np.float64)
+    bragg = np.zeros(scene.canvas.shape, dtype=np.float64)
     crystals, preds = [], []
     for _ in range(n_xtal):
         xtal = make_crystal(config, rng)
@@ -59,45 +117,55 @@ def simulate_frame(
             xtal.astar,
             xtal.bstar,
             xtal.cstar,
-            config.photon_energy_eV,
+            info.photon_energy_eV,
             detector,
             profile_radius=xtal.profile_radius,
             bandwidth=config.bandwidth,
             centering="P",
+            header_values=info.header or None,
         )
-        i_full = lookup_intensity(table, pr.h, pr.k, pr.l)
+        i_full = lookup_intensity(scene.table, pr.h, pr.k, pr.l)
         expected = xtal.scale * i_full * np.clip(pr.partiality, 0.0, 1.0)
         true_i = np.zeros(len(pr))
         for pn, p in enumerate(detector.panels):
             sel = pr.panel == pn
-            view = bragg[p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1]
-            true_i[sel] = add_spots(
-                view, pr.fs[sel], pr.ss[sel], expected[sel], xtal.spot_sigma_px
-            )
+            if sel.any():
+                view = bragg[scene.canvas.window(p)]
+                true_i[sel] = add_spots(
+                    view, pr.fs[sel], pr.ss[sel], expected[sel], xtal.spot_sigma_px
+                )
         crystals.append(xtal)
         preds.append((pr, i_full, true_i))
+    return crystals, preds, bragg
+
+
+def simulate_frame(i: int, scene: Scene) -> FrameResult:
+    """Frame ``i``: spots, background, noise, bad pixels, its rings integration and chunk."""
+    config, detector = scene.config, scene.detector
+    info = frame_info(i, scene)
+    rng = np.random.default_rng([config.seed, RNG_FRAME, i])
+    crystals, preds, bragg = _spots(scene, info, rng)
     bragg32 = bragg.astype(np.float32)
     coeffs = background_coeffs(config, rng)
-    bg32 = background_image(components, coeffs)
+    bg32 = background_image(scene.components, coeffs)
     photons = rng.poisson(bragg32.astype(np.float64) + bg32.astype(np.float64))
-    gain = config.adu_per_photon
+    gain = info.gain
     if float(gain).is_integer():
         counts = (photons * int(gain)).astype(np.int32)
     else:
         counts = (photons * gain).astype(np.float32)
-    counts[dead] = 0
-    counts[hot] = rng.integers(20000, 65001, size=int(hot.sum()))
+    counts[scene.dead] = 0
+    counts[scene.hot] = rng.integers(20000, 65001, size=int(scene.hot.sum()))
 
     frame = Frame(
-        filename=f"{config.name}.h5",
-        event=f"//{i}",
+        filename=info.filename,
+        event=info.event,
         path=Path(),
-        data={
-            p.name: counts[p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1].astype(np.float32)
-            for p in detector.panels
-        },
-        bad=bad_panels,
+        data={p.name: counts[scene.canvas.window(p)].astype(np.float32)
+              for p in detector.panels},
+        bad=scene.bad_panels,
         saturation=None,
+        header=dict(info.header),
     )
     from ..pipeline.frame import integrate_frame
 
@@ -106,23 +174,22 @@ def simulate_frame(
         frame,
         detector,
         crystals,
-        config.photon_energy_eV,
+        info.photon_energy_eV,
         config.int_radius,
         bandwidth=config.bandwidth,
         use_stream_rows=False,
     )
-    peaks, per_xtal_peaks = _peak_list(config, detector, counts, bg32, preds, bad_panels, rng)
-    chunk = chunk_text(i, config, crystals, results, peaks, per_xtal_peaks)
-    return FrameResult(counts, bragg32, coeffs, crystals, preds, chunk)
+    peaks, per_xtal_peaks = _peak_list(scene, counts, bg32, preds, gain, rng)
+    chunk = chunk_text(i, config, info, crystals, results, peaks, per_xtal_peaks)
+    return FrameResult(counts, bragg32, coeffs, crystals, preds, chunk, info)
 
 
 def _peak_list(
-    config: SynthConfig,
-    detector: Detector,
+    scene: Scene,
     counts: np.ndarray,
     bg: np.ndarray,
     preds: list,
-    bad_panels: dict[str, np.ndarray],
+    gain: float,
     rng: np.random.Generator,
 ) -> tuple[PeakTable, list[np.ndarray]]:
     """The strong spots as a peak-search list (data-array coordinates, ADU).
@@ -131,15 +198,15 @@ def _peak_list(
     counts in a 7x7 window minus the true background there.  Also returns the 1/d (nm^-1) of
     each crystal's peaks, for its resolution estimate.
     """
+    config, detector, bad_panels = scene.config, scene.detector, scene.bad_panels
     rows, per_xtal = [], []
-    gain = config.adu_per_photon
     for pr, _i_full, true_i in preds:
         mine = []
         for pn, p in enumerate(detector.panels):
             sel = np.flatnonzero(pr.panel == pn)
             if sel.size == 0:
                 continue
-            view = (slice(p.min_ss, p.max_ss + 1), slice(p.min_fs, p.max_fs + 1))
+            view = scene.canvas.window(p)
             cfs, css = np.floor(pr.fs[sel]).astype(int), np.floor(pr.ss[sel]).astype(int)
             bgw, on = gather_window(bg[view].astype(np.float64), cfs, css, 3)
             badw, _ = gather_window(bad_panels[p.name], cfs, css, 3, True)
@@ -167,5 +234,5 @@ def _peak_list(
         ss[order],
         inv_d[order],
         net[order],
-        names[pn[order].astype(int)] if order.size else np.zeros(0, "U2"),
+        names[pn[order].astype(int)] if order.size else np.zeros(0, names.dtype),
     ), per_xtal

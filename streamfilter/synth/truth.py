@@ -118,6 +118,18 @@ class Truth:
     panel_min_ss, panel_max_ss, panel_min_fs, panel_max_fs : tuple of int
         Inclusive panel ranges in the data array.
     adu_per_photon : float
+        Gain of frame 0 (ADU per photon; ``frames`` has every frame's).
+    panel_canvas_ss0 : tuple of int
+        Per panel: the row of ``bragg`` (and of the other images) holding its data-array
+        row 0.  Zero unless the stored array has a module axis (AGIPD, LPD), whose modules
+        are stacked along ss in these images (:mod:`.canvas`).
+    frames : dict of str to float64 array (n_frames,)
+        ``photon_energy_eV``, ``clen_m`` (average camera length, clen + coffset) and
+        ``adu_per_photon`` of every frame (they vary per frame in the ``cspad`` layout).
+
+    The images (``bragg``, the background, ``dead``, ``hot``) are 2-D "canvas" arrays: the
+    stored frame with any module axis folded into ss.  ``bragg`` is empty (shape
+    ``(n_frames, 0, 0)``) when the data set was made with ``truth_bragg=False``.
     """
 
     config: SynthConfig
@@ -135,6 +147,8 @@ class Truth:
     panel_min_ss: tuple[int, ...]
     panel_max_ss: tuple[int, ...]
     adu_per_photon: float = 1.0
+    panel_canvas_ss0: tuple[int, ...] = ()
+    frames: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -209,7 +223,8 @@ class Truth:
                 r = rows[sel]
                 ss0, ss1 = self.panel_min_ss[p], self.panel_max_ss[p] + 1
                 fs0, fs1 = self.panel_min_fs[p], self.panel_max_fs[p] + 1
-                img = self.bragg[f, ss0:ss1, fs0:fs1]
+                c0 = self.panel_canvas_ss0[p] if self.panel_canvas_ss0 else 0
+                img = self.bragg[f, c0 + ss0 : c0 + ss1, fs0:fs1]
                 fs, ss = t.fs[r] - fs0, t.ss[r] - ss0
                 cfs, css = np.floor(fs).astype(np.int64), np.floor(ss).astype(np.int64)
                 win, on = gather_window(img, cfs, css, half, 0.0)
