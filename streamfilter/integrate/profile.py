@@ -41,7 +41,7 @@ not follow the profile), and saturated spots never shape the reference profiles.
 
 The variants kept (the sum kept where its sigma is smaller, the empirical residual, the
 shape term) were chosen by measurement against the truth; the figures and the command that
-produces them are in ``bench/README.md`` (accuracy), the resulting accuracy in the README.
+produces them are in ``bench/README.md`` (accuracy), the resulting accuracy in ``docs/methods.md``.
 
 Conventions: positions are panel-relative (``fs = FS - min_fs``), pixel i spans
 ``[i, i + 1)`` with centre ``i + 0.5``; box arrays are ``[n, q (ss), p (fs)]`` as in

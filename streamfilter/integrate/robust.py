@@ -35,7 +35,7 @@ fit, or the propagated fit variance of the radial model.  CrystFEL's sigma lacks
 and uses ``g I`` with a floor of one photon; ours keeps the floor ``g**2``.
 
 The defaults were chosen by measurement against the truth of the reference data; the
-figures and the command that produces them are in the README (section Accuracy) and
+figures and the command that produces them are in ``docs/methods.md`` (Accuracy) and
 ``bench/README.md``.  A local fit cannot do much better: ~150 annulus pixels pin the
 background that the m = 29 peak pixels multiply only to m**2 B / n, and a plane over 8 px
 misses the curvature of a water ring.
