@@ -417,16 +417,32 @@ class FrameSource:
                 flat_data = None if span is None else slab.reshape(-1)[span[0] : span[1]]
 
         header = self._read_header(f, ev) if self._header_paths else {}
-        shift = self.detector.detector_shift_m(header) if self._need_shift else (0.0, 0.0)
+        bad, saturation = self._pixel_maps(f, path, ev, filename, ev_text, header, data,
+                                           float_data)  # fmt: skip
+        return Frame(filename, ev_text, path, data, bad, saturation, header, flat_data)
 
+    def _pixel_maps(
+        self,
+        f: h5py.File | None,
+        path: Path,
+        ev: EventID,
+        filename: str,
+        event: str,
+        header: dict[str, float],
+        data: dict[str, np.ndarray],
+        float_data: set[str],
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """The frame's bad-pixel map per panel (geometry, masks, ``flag_*`` values on the
+        panels whose data are listed or float) and its saturation levels; ``f`` is the image
+        file when it is HDF5 (masks may live in it), None for CBF."""
+        shift = self.detector.detector_shift_m(header) if self._need_shift else (0.0, 0.0)
         mask_keys: list[tuple | None] = []
         masks: dict[str, list[np.ndarray]] = {}
         for g, bits in self._mask_groups:
-            key, result = self._read_aux(f, path, g, ev, filename, ev_text, bits=bits)
+            key, result = self._read_aux(f, path, g, ev, filename, event, bits=bits)
             mask_keys.append(key)
             for name, arr in result.items():
                 masks.setdefault(name, []).append(arr)
-
         static_bad = self._static_bad(header, shift, mask_keys, masks)
         bad: dict[str, np.ndarray] = {}
         for p in self.detector.panels:
@@ -434,9 +450,7 @@ class FrameSource:
             if not p.no_index and (p.flags or p.name in float_data):
                 arr = arr | flagged(data[p.name], p, p.name in float_data)
             bad[p.name] = arr
-
-        saturation = self._read_saturation(f, path, ev, filename, ev_text)
-        return Frame(filename, ev_text, path, data, bad, saturation, header, flat_data)
+        return bad, self._read_saturation(f, path, ev, filename, event)
 
     def _format(self, path: Path, filename: str, event: str) -> str:
         """HDF5, CBF or CBF.gz (:func:`.formats.detect_format`), once per file."""
@@ -483,22 +497,8 @@ class FrameSource:
                     f"outside the CBF image of {width} (fs) x {height} (ss) pixels"
                 ))  # fmt: skip
             data[p.name] = arr[p.min_ss : p.max_ss + 1, p.min_fs : p.max_fs + 1]
-        shift = self.detector.detector_shift_m({}) if self._need_shift else (0.0, 0.0)
-        mask_keys: list[tuple | None] = []
-        masks: dict[str, list[np.ndarray]] = {}
-        for g, bits in self._mask_groups:
-            key, result = self._read_aux(None, path, g, ev, filename, event, bits=bits)
-            mask_keys.append(key)
-            for name, m in result.items():
-                masks.setdefault(name, []).append(m)
-        static_bad = self._static_bad({}, shift, mask_keys, masks)
-        bad: dict[str, np.ndarray] = {}
-        for p in self.detector.panels:
-            b = static_bad[p.name]
-            if not p.no_index and (p.flags or is_float):
-                b = b | flagged(data[p.name], p, is_float)
-            bad[p.name] = b
-        saturation = self._read_saturation(None, path, ev, filename, event)
+        float_data = set(data) if is_float else set()
+        bad, saturation = self._pixel_maps(None, path, ev, filename, event, {}, data, float_data)
         flat = flat_rows(arr, self.detector.panels)
         return Frame(filename, event, path, data, bad, saturation, {}, flat)
 
