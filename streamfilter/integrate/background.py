@@ -257,13 +257,6 @@ class RadialBackground:
         model_var = pixel_var * self.q_cell[ring, sector]
         return model, pixel_var, model_var
 
-    def windows(
-        self, panel: str, centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
-    ) -> BackgroundWindows:
-        """The model of ``panel`` cut into ``(N, 2W+1, 2W+1)`` boxes (NaN off the panel)."""
-        rho, phi = self.grid_windows(panel, centre_fs, centre_ss, half_width)
-        return self.boxes(rho, phi, [panel], [len(rho)])
-
     def grid_windows(
         self, panel: str, centre_fs: np.ndarray, centre_ss: np.ndarray, half_width: int
     ) -> tuple[np.ndarray, np.ndarray]:
